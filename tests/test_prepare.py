@@ -1,0 +1,317 @@
+"""prepare: bad-row kinds, stratified seeded split, k-fold, warm-up, links, re-runs, strict, CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fashionai.annotations import AnnotationError
+from fashionai.cli import main
+from fashionai.prepare import MANIFEST_COLUMNS, check_image, prepare, read_manifest, stratified_split
+
+SKIRT, COAT = "skirt_length_labels", "coat_length_labels"  # 6 and 8 classes
+
+
+def _jpeg(path: Path, seed: int = 0, size: int = 16) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), pixels)
+
+
+def _label(task: str, index: int, k: int = 6) -> str:
+    return "".join("y" if i == index else "n" for i in range(k)) if task == SKIRT else \
+        "".join("y" if i == index else "n" for i in range(8))
+
+
+def _root(tmp_path: Path, rows: list[tuple[str, int]], web: list[tuple[str, int]] = ()) -> Path:
+    """A data root whose label.csv has one valid row (and image) per (id, class) of the skirt task."""
+    root = tmp_path / "data"
+    lines = []
+    for i, (name, cls) in enumerate(rows):
+        _jpeg(root / "base" / "Images" / SKIRT / f"{name}.jpg", seed=i)
+        lines.append(f"Images/{SKIRT}/{name}.jpg,{SKIRT},{_label(SKIRT, cls)}")
+    _csv(root / "base" / "Annotations" / "label.csv", lines)
+    if web:
+        for i, (name, cls) in enumerate(web):
+            _jpeg(root / "web" / "Images" / SKIRT / f"{name}.jpg", seed=1000 + i)
+        _csv(root / "web" / "Annotations" / f"{SKIRT}.csv",
+             [f"Images/{SKIRT}/{n}.jpg,{SKIRT},{_label(SKIRT, c)}" for n, c in web])
+    return root
+
+
+def _csv(path: Path, lines: list[str], crlf: bool = False, bom: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = ("\r\n" if crlf else "\n").join(lines) + ("\r\n" if crlf else "\n")
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+
+
+def _balanced(per_class: int, classes: int = 6) -> list[tuple[str, int]]:
+    return [(f"c{c}_{i:02d}", c) for c in range(classes) for i in range(per_class)]
+
+
+# --- bad rows -----------------------------------------------------------------------------------
+def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_every_line(tmp_path):
+    root = tmp_path / "data"
+    images = root / "base" / "Images"
+    for i, name in enumerate(["a", "b", "c", "dup", "m"]):
+        _jpeg(images / SKIRT / f"{name}.jpg", seed=i)
+    _jpeg(images / COAT / "coat.jpg", seed=9)
+    _jpeg(images / SKIRT / "big.jpg", seed=7, size=64)
+    data = (images / SKIRT / "big.jpg").read_bytes()
+    (images / SKIRT / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    (images / SKIRT / "text.jpg").write_bytes(b"not an image at all")
+    (images / SKIRT / "pic.bmp").write_bytes((images / SKIRT / "a.jpg").read_bytes())
+    (root / "secret.jpg").write_bytes((images / SKIRT / "a.jpg").read_bytes())
+    s = f"Images/{SKIRT}"
+    lines = [
+        f"{s}/a.jpg,{SKIRT},ynnnnn",                 # 1 ok
+        f"{s}/b.jpg,{SKIRT}",                        # 2 two columns
+        f"{s}/b.jpg,{SKIRT},nynnnn,extra",           # 3 four columns
+        f"{s}/b.jpg,hat_length_labels,nynnnn",       # 4 unknown task
+        f"{s}/b.jpg,{SKIRT},nynn",                   # 5 label too short
+        f"{s}/b.jpg,{SKIRT},nnnnnn",                 # 6 no y
+        f"{s}/b.jpg,{SKIRT},yynnnn",                 # 7 two y
+        f"{s}/b.jpg,{SKIRT},nyxnnn",                 # 8 other character
+        f"Images/{COAT}/coat.jpg,{SKIRT},nynnnn",    # 9 path of another task
+        f"../secret.jpg,{SKIRT},nynnnn",             # 10 escapes base/ but not the root: mismatch
+        f"{s}/../../../../etc/passwd.jpg,{SKIRT},nynnnn",  # 11 escapes the data root
+        f"{s}/missing.jpg,{SKIRT},nynnnn",           # 12 missing image
+        f"{s}/trunc.jpg,{SKIRT},nynnnn",             # 13 truncated JPEG
+        f"{s}/text.jpg,{SKIRT},nynnnn",              # 14 not an image
+        f"{s}/dup.jpg,{SKIRT},nnynnn",               # 15 ok
+        f"{s}/dup.jpg,{SKIRT},nnynnn",               # 16 duplicate of 15
+        "",                                          # 17 blank: not a row
+        f"{s}/./dup.jpg,{SKIRT},nnnynn",             # 18 same image, other label: duplicate
+        f"{s}/m.jpg,{SKIRT},nmnnny",                 # 19 ok, maybe at 1
+        f"{s}/pic.bmp,{SKIRT},nynnnn",               # 20 extension ImageFolderDataset skips
+        f"{s}/b.jpg,{SKIRT},nynnnn",                 # 21 ok (b is fine; earlier b rows were bad)
+        f"/etc/passwd.jpg,{SKIRT},nynnnn",           # 22 absolute: escapes the data root
+    ]
+    _csv(root / "base" / "Annotations" / "label.csv", lines, crlf=True, bom=True)
+    summary = prepare(root, tmp_path / "out", workers=2)
+    m = read_manifest(tmp_path / "out")
+
+    assert list(m.columns) == list(MANIFEST_COLUMNS)
+    assert m["line"].tolist() == [n for n in range(1, 23) if n != 17]
+    assert set(m["source"]) == {"base/Annotations/label.csv"}
+    reason = dict(zip(m["line"], m["reason"]))
+    expected = {
+        2: "expected 3 columns, found 2", 3: "expected 3 columns, found 4",
+        4: "unknown task 'hat_length_labels'", 5: "has 4 characters, skirt_length_labels has 6 classes",
+        6: "has no 'y'", 7: "has 2 'y'", 8: "characters other than y/n/m: 'x'",
+        9: "does not match its task", 10: "does not match its task", 11: "escapes the data root",
+        12: "missing image", 13: "truncated", 14: "cannot identify image file",
+        16: "duplicate of base/Annotations/label.csv:15", 18: "duplicate of base/Annotations/label.csv:15 with a different label",
+        20: "does not end in .jpg/.jpeg/.png", 22: "escapes the data root",
+    }
+    for line, text in expected.items():
+        assert text in reason[line], (line, reason[line])
+    ok = m[m["status"] == "ok"]
+    assert ok["line"].tolist() == [1, 15, 19, 21]
+    assert (m.loc[m["status"] == "skipped", "prepared_path"] == "").all()
+    assert ok["reason"].eq("").all()
+    maybe = ok[ok["line"] == 19].iloc[0]
+    assert (maybe["label"], maybe["class_index"]) == ("nmnnny", 5)  # class = y; m kept in the label
+    assert summary["skipped"] == 17 and summary["ok"] == 4 and summary["rows"] == 21
+    assert summary["skipped_by_reason"] == {
+        "wrong number of columns": 2, "path does not match its task": 2, "duplicate row": 2,
+        "image does not decode": 2, "unknown task": 1, "label of the wrong length": 1,
+        "label without y": 1, "label with several y": 1, "label with other characters": 1,
+        "path escapes the data root": 2, "missing image": 1, "unsupported file type": 1,
+    }
+    assert summary["first_skipped"][0] == "base/Annotations/label.csv:2: expected 3 columns, found 2"
+    for path in ok["prepared_path"]:
+        assert (tmp_path / "out" / path).is_file()
+
+
+def test_opencv_misses_truncation_that_check_image_catches(tmp_path):
+    _jpeg(tmp_path / "full.jpg", size=64)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:-2])  # only the end-of-image marker is missing
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is not None  # OpenCV decodes it with a warning
+    assert check_image(tmp_path / "full.jpg") is None
+    kind, reason = check_image(tmp_path / "cut.jpg")
+    assert kind == "image does not decode" and "truncated" in reason
+
+
+def test_empty_or_missing_csv_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="base/Annotations/label.csv"):
+        prepare(tmp_path / "nowhere", tmp_path / "out")
+    _csv(tmp_path / "data" / "base" / "Annotations" / "label.csv", ["", "  "])
+    with pytest.raises(AnnotationError, match="empty"):
+        prepare(tmp_path / "data", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# --- split --------------------------------------------------------------------------------------
+def test_holdout_val_counts_per_class_round_half_up_and_keep_one_in_train():
+    classes = [0] * 10 + [1] * 5 + [2] * 2 + [3] * 1
+    for fraction, want in [(0.2, [2, 1, 0, 0]), (0.5, [5, 3, 1, 0]), (0.9, [9, 4, 1, 0]), (0.0, [0, 0, 0, 0])]:
+        is_val = stratified_split(classes, seed=3, val_fraction=fraction)
+        assert np.bincount(np.asarray(classes)[is_val], minlength=4).tolist() == want, fraction
+
+
+def test_holdout_is_seeded_and_stable_across_machines():
+    classes = [0] * 5 + [1] * 5
+    first = stratified_split(classes, seed=0, val_fraction=0.4)
+    assert np.array_equal(first, stratified_split(classes, seed=0, val_fraction=0.4))
+    # Pinned: numpy's PCG64 streams are platform-independent, so this is the split everywhere.
+    assert np.flatnonzero(first).tolist() == [2, 4, 6, 9]
+    assert not np.array_equal(first, stratified_split(classes, seed=1, val_fraction=0.4))
+
+
+def test_kfold_folds_partition_the_eligible_rows_stratified():
+    classes = np.array([0] * 6 + [1] * 4 + [2] * 1)
+    masks = [stratified_split(classes, seed=0, folds=3, fold=i) for i in range(3)]
+    assert np.array_equal(sum(m.astype(int) for m in masks), [1] * 10 + [0])  # each once; singleton never
+    for m in masks:
+        assert np.bincount(classes[m], minlength=3)[0] == 2
+        assert np.bincount(classes[m], minlength=3)[1] in (1, 2)
+
+
+def test_prepare_split_is_stratified_deterministic_and_independent_of_row_order(tmp_path):
+    rows = _balanced(10)
+    root = _root(tmp_path, rows)
+    s1 = prepare(root, tmp_path / "p1", seed=5, workers=1, tasks=[SKIRT])
+    assert s1["tasks"][SKIRT]["val"] == [1] * 6 and s1["tasks"][SKIRT]["train"] == [9] * 6
+    _csv(root / "base" / "Annotations" / "label.csv",
+         [f"Images/{SKIRT}/{n}.jpg,{SKIRT},{_label(SKIRT, c)}" for n, c in reversed(rows)])
+    prepare(root, tmp_path / "p2", seed=5, workers=2, tasks=[SKIRT])
+    prepare(root, tmp_path / "p3", seed=6, workers=2, tasks=[SKIRT])
+    split = {k: dict(zip(read_manifest(tmp_path / k)["image"], read_manifest(tmp_path / k)["split"]))
+             for k in ("p1", "p2", "p3")}
+    assert split["p1"] == split["p2"]
+    assert split["p1"] != split["p3"]
+
+
+def test_folds_through_prepare_and_bad_fold_options(tmp_path):
+    root = _root(tmp_path, _balanced(4))
+    vals = set()
+    for fold in range(4):
+        s = prepare(root, tmp_path / f"f{fold}", folds=4, fold=fold, workers=1, tasks=SKIRT)
+        assert s["tasks"][SKIRT]["val"] == [1] * 6
+        m = read_manifest(tmp_path / f"f{fold}")
+        vals |= set(m.loc[m["split"] == "val", "image"])
+    assert len(vals) == 24
+    for bad in [dict(folds=4), dict(fold=1), dict(folds=1, fold=0), dict(folds=3, fold=3), dict(val_fraction=1.0)]:
+        with pytest.raises(ValueError):
+            prepare(root, tmp_path / "bad", **bad)
+
+
+# --- warm-up, naming, tasks, links ---------------------------------------------------------------
+def test_warmup_rows_go_to_train_with_prefixed_names(tmp_path):
+    root = _root(tmp_path, _balanced(2), web=[("c0_00", 3), ("w1", 0)])  # web shares id c0_00
+    s = prepare(root, tmp_path / "out", workers=1, tasks="length")
+    m = read_manifest(tmp_path / "out")
+    web = m[m["source"] == f"web/Annotations/{SKIRT}.csv"]
+    assert web["split"].tolist() == ["train", "train"]
+    assert web["prepared_path"].tolist() == [f"{SKIRT}/train/3/web_c0_00.jpg", f"{SKIRT}/train/0/web_w1.jpg"]
+    # 2 base images per class (0.1 of 2 rounds to 0 val) plus the two warm-up images
+    assert s["tasks"][SKIRT]["warmup"] == 2 and s["tasks"][SKIRT]["train"] == [3, 2, 2, 3, 2, 2]
+    no_web = prepare(root, tmp_path / "out2", warmup=False, workers=1, tasks="length")
+    assert no_web["rows"] == 12 and set(read_manifest(tmp_path / "out2")["source"]) == {"base/Annotations/label.csv"}
+
+
+def test_unselected_tasks_are_recorded_not_counted_as_bad(tmp_path):
+    root = _root(tmp_path, _balanced(2))
+    with open(root / "base" / "Annotations" / "label.csv", "a") as f:
+        f.write(f"Images/{COAT}/x.jpg,{COAT},nnnnnnny\n")
+    s = prepare(root, tmp_path / "out", strict=True, workers=1, tasks=[SKIRT])
+    m = read_manifest(tmp_path / "out")
+    assert len(m) == 13 and s["skipped"] == 0 and s["not_selected"] == 1
+    assert m.iloc[-1]["reason"] == "task not selected (--tasks)" and m.iloc[-1]["status"] == "skipped"
+    assert list(s["tasks"]) == [SKIRT]
+
+
+def test_every_class_folder_exists_so_imagefolderdataset_labels_match(tmp_path):
+    root = _root(tmp_path, [("a", 0), ("b", 4), ("c", 4)])  # classes 1, 2, 3, 5 have no image
+    prepare(root, tmp_path / "out", workers=1, tasks=[SKIRT])
+    from mxnet.gluon.data.vision import ImageFolderDataset
+
+    train = ImageFolderDataset(str(tmp_path / "out" / SKIRT / "train"))
+    assert train.synsets == ["0", "1", "2", "3", "4", "5"]
+    assert sorted(label for _, label in train.items) == [0, 4, 4]
+    assert sorted(os.listdir(tmp_path / "out" / SKIRT / "val")) == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_images_are_hard_linked_else_symlinked_else_copied(tmp_path, monkeypatch):
+    root = _root(tmp_path, _balanced(1))
+    src = root / "base" / "Images" / SKIRT / "c2_00.jpg"
+    s = prepare(root, tmp_path / "hard", workers=1, tasks=[SKIRT])
+    assert s["link_mode"] == "hardlink"
+    assert os.path.samefile(src, tmp_path / "hard" / SKIRT / "train" / "2" / "c2_00.jpg")
+
+    def refuse(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    assert prepare(root, tmp_path / "sym", workers=1, tasks=[SKIRT])["link_mode"] == "symlink"
+    assert (tmp_path / "sym" / SKIRT / "train" / "2" / "c2_00.jpg").resolve() == src.resolve()
+    monkeypatch.setattr(os, "symlink", refuse)
+    assert prepare(root, tmp_path / "copy", workers=1, tasks=[SKIRT])["link_mode"] == "copy"
+    copied = tmp_path / "copy" / SKIRT / "train" / "2" / "c2_00.jpg"
+    assert not copied.is_symlink() and copied.read_bytes() == src.read_bytes()
+
+
+# --- strict and re-runs --------------------------------------------------------------------------
+def test_strict_fails_and_writes_nothing(tmp_path):
+    root = _root(tmp_path, _balanced(2))
+    with open(root / "base" / "Annotations" / "label.csv", "a") as f:
+        f.write(f"Images/{SKIRT}/gone.jpg,{SKIRT},nnnnny\n")
+    with pytest.raises(ValueError, match=r"label.csv:13: missing image"):
+        prepare(root, tmp_path / "out", strict=True, workers=1)
+    assert main(["prepare", "--data", str(root), "--out", str(tmp_path / "out"), "--strict", "-j", "1"]) == 2
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == ["data"]
+
+
+def test_rerun_refuses_then_overwrite_replaces_cleanly(tmp_path):
+    root = _root(tmp_path, _balanced(2))
+    out = tmp_path / "out"
+    prepare(root, out, workers=1)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        prepare(root, out, workers=1)
+    gone = root / "base" / "Images" / SKIRT / "c0_00.jpg"
+    assert (out / SKIRT / "train" / "0" / "c0_00.jpg").exists()
+    gone.unlink()
+    s = prepare(root, out, overwrite=True, workers=1)
+    assert s["skipped_by_reason"] == {"missing image": 1}
+    assert not (out / SKIRT / "train" / "0" / "c0_00.jpg").exists()  # nothing left from run 1
+    assert sorted(os.listdir(tmp_path)) == ["data", "out"]  # no temp or old folders left
+    assert len(read_manifest(out)) == 12
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_prepared(tmp_path):
+    root = _root(tmp_path, _balanced(1))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a prepared folder"):
+        prepare(root, tmp_path / "mine", overwrite=True)
+    with pytest.raises(ValueError, match="contains the data root"):
+        prepare(root, tmp_path, overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+# --- CLI and demo data ---------------------------------------------------------------------------
+def test_cli_prepare_prints_the_summary_table(tmp_path, capsys):
+    root = _root(tmp_path, _balanced(10))
+    out = tmp_path / "prepared"
+    assert main(["prepare", "--data", str(root), "--out", str(out), "--tasks", SKIRT, "--seed", "1",
+                 "--val-fraction", "0.2", "-j", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{SKIRT}" in printed and "0:8/2 1:8/2" in printed and "60 of 60 rows" in printed
+    assert (out / "summary.json").is_file() and len(read_manifest(out)) == 60
+    assert main(["prepare", "--data", str(root), "--out", str(out), "--fold", "1"]) == 2
+
+
+def test_demo_data_prepares_cleanly(request):
+    pytest.importorskip("fashionai.demodata")
+    prepared = request.getfixturevalue("prepared_data")
+    m = read_manifest(prepared)
+    ok = m[m["status"] == "ok"]
+    assert len(ok) == len(m) and (ok["split"] == "val").any()
+    for path in ok["prepared_path"][:20]:
+        assert (prepared / path).is_file()
