@@ -23,8 +23,9 @@ import secrets
 import shutil
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,14 +170,33 @@ def _mark_duplicates(rows: Iterable[Row]) -> None:
 
 
 # --- image checks -------------------------------------------------------------------------------
+@contextmanager
+def strict_pillow() -> Iterator[None]:
+    """Pillow's strict default (truncated files raise) for the duration, whatever was set before.
+
+    Importing `gluoncv.data` sets the process-wide `ImageFile.LOAD_TRUNCATED_IMAGES = True`, with which
+    a truncated JPEG "loads" (grey fill): the check would pass files training cannot read whole.
+    """
+    from PIL import ImageFile
+
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+
+
 def check_image(path: str | Path) -> tuple[str, str] | None:
     """(kind, reason) when `path` is missing or does not fully decode; None when it is usable.
 
     OpenCV (and so MXNet) decodes a truncated JPEG with only a warning and grey fill; Pillow's full
     `load()` raises on truncation, so it is the check (~1 ms for a 512 px JPEG, GIL released).
     """
-    from PIL import Image  # Pillow comes with matplotlib (pinned in constraints.txt)
+    from PIL import Image, ImageFile  # Pillow comes with matplotlib (pinned in constraints.txt)
 
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # a direct call after gluoncv was imported (a pool sets it first)
+        with strict_pillow():
+            return check_image(path)
     path = Path(path)
     if not path.is_file():
         return "missing image", f"missing image {path}"
@@ -199,7 +219,7 @@ def _check_images(rows: Sequence[Row], data_root: Path, workers: int) -> None:
     todo = [row for row in rows if row.status == "ok"]
     paths = [data_root / row.image_key for row in todo]
     bar = tqdm(total=len(todo), desc="checking images", unit="img")
-    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
+    with strict_pillow(), ThreadPoolExecutor(max_workers=workers) as pool, bar:  # strict for all threads
         for row, problem in zip(todo, pool.map(check_image, paths)):
             bar.update()
             if problem:

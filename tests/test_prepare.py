@@ -138,6 +138,17 @@ def test_opencv_misses_truncation_that_check_image_catches(tmp_path):
     assert kind == "image does not decode" and "truncated" in reason
 
 
+def test_truncation_is_caught_even_after_gluoncv_makes_pillow_tolerant(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    _jpeg(tmp_path / "full.jpg", size=64)
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "full.jpg").read_bytes()[:-2])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # what `import gluoncv.data` does
+    kind, reason = check_image(tmp_path / "cut.jpg")
+    assert "truncated" in reason
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for whoever set it
+
+
 def test_empty_or_missing_csv_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="base/Annotations/label.csv"):
         prepare(tmp_path / "nowhere", tmp_path / "out")
