@@ -1,0 +1,506 @@
+"""Fine-tune a model-zoo network on one task's prepared folders: `TrainConfig`, `fit`, the run directory.
+
+Run directory `<out>/<task>/<name>/` (docs/design.md): `config.json` (this resolved config: enough to
+rebuild the net), `train.log`, `metrics.csv` (one row per epoch), `best.params` (highest val mAP, the
+official FashionAI AP of `fashionai.metrics`), `last.params` + `last.states` (trainer: momentum, update
+count, LR schedule) + `checkpoint.json` (epoch, best score, early-stopping count), `curves.png`.
+Every file is written to a temporary name and renamed, and `checkpoint.json` last: it is the commit
+point a resume starts from.
+
+Defaults are the Gluon FashionAI tutorial's (`train_task.py`: SGD, lr 0.001, momentum 0.9, wd 1e-4,
+step decay x0.75 at epochs 10/20/30, 40 epochs, batch 64 per device, 4 loader workers) on
+ResNet50_v2 at 224 px; `TrainConfig.demo` is the small from-scratch setting for generated data.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from fashionai.tasks import check_task, label_string, num_classes
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+log = logging.getLogger(__name__)
+
+BEST_METRIC = "val_map"  # official FashionAI AP on the val split; ties keep the earlier epoch
+METRIC_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_map", "val_basic_precision",
+    "img_per_s", "epoch_s",
+)
+CHOICES = {
+    "optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"), "balance": ("none", "sampler", "weights"),
+}
+ARCH_FIELDS = ("task", "model", "data_shape", "num_classes")  # a resume must not change these
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as the run's `config.json`. CLI and YAML are views."""
+
+    task: str = ""
+    prepared: str = "data/prepared"
+    out: str = "runs"
+    name: str = ""
+    model: str = "ResNet50_v2"
+    num_classes: int = 0
+    data_shape: int = 224
+    pretrained: str = "cache"
+    download: bool = False
+    mxnet_home: str = ""
+    devices: str = "auto"
+    num_gpus: int | None = None
+    kvstore: str = "device"
+    workers: int = 4
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.001
+    momentum: float = 0.9
+    wd: float = 1e-4
+    no_wd: bool = False
+    lr_mode: str = "step"
+    warmup_epochs: int = 0
+    lr_steps: list[int] = field(default_factory=lambda: [10, 20, 30])
+    lr_factor: float = 0.75
+    head_lr_mult: float = 1.0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    mixup_off_epochs: int = 0
+    balance: str = "none"
+    min_scale: float = 0.08
+    jitter: float = 0.4
+    lighting: float = 0.1
+    patience: int = 0
+    seed: int = 0
+    resume: str = ""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Config from a dict (JSON/YAML); `-` in keys is read as `_`; unknown keys are an error."""
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Config from a `.json` or `.yaml`/`.yml` file (e.g. a run's config.json or `-c FILE`)."""
+        return cls.from_dict(read_config_file(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def demo(cls, task: str, prepared: str | Path, out: str | Path, **changes: Any) -> TrainConfig:
+        """The from-scratch setting for generated demo data (README, "Training"): all 8 tasks in
+        about 5 minutes on 2 CPU cores. Crops keep >= 60% of the image: the length classes are
+        about where a hem ends, which small crops would cut away."""
+        preset = dict(
+            task=task, prepared=str(prepared), out=str(out), name="demo", model="cifar_resnet20_v1",
+            data_shape=64, pretrained="none", devices="auto", workers=0, epochs=15, batch_size=32,
+            optimizer="nag", lr=0.1, wd=1e-4, lr_mode="cosine", warmup_epochs=1, lr_steps=[],
+            min_scale=0.6, jitter=0.2, lighting=0.0, seed=0,
+        )
+        return cls.from_dict({**preset, **changes})
+
+
+PRESETS: dict[str, Callable[..., TrainConfig]] = {"demo": TrainConfig.demo}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A dict from a JSON or YAML file; ValueError when it is not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(path.read_text()) or {}
+    else:
+        values = json.loads(path.read_text())
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value, got {type(values).__name__}")
+    return values
+
+
+def check_config(config: TrainConfig) -> TrainConfig:
+    """Validate and fill derived fields (num_classes, name); returns the resolved config."""
+    check_task(config.task)
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {getattr(config, key)!r}")
+    if config.epochs < 1 or config.batch_size < 1 or config.data_shape < 8:
+        raise ValueError("epochs and batch_size must be >= 1 and data_shape >= 8")
+    if not 0 < config.min_scale <= 1 or not 0 <= config.label_smoothing < 1 or config.mixup < 0:
+        raise ValueError("min_scale must be in (0, 1], label_smoothing in [0, 1), mixup >= 0")
+    if config.warmup_epochs >= config.epochs and config.warmup_epochs:
+        raise ValueError(f"warmup_epochs ({config.warmup_epochs}) must be < epochs ({config.epochs})")
+    k = num_classes(config.task)
+    if config.num_classes not in (0, k):
+        raise ValueError(f"num_classes {config.num_classes} != {k} classes of {config.task}")
+    name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
+    return config.replace(num_classes=k, name=name, lr_steps=[int(s) for s in config.lr_steps])
+
+
+# --- small pieces -------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed python (mx.image crops), numpy (samplers, mixup) and MXNet (init, flips, jitter)."""
+    import mxnet as mx
+
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def atomic_save(path: Path, save: Callable[[str], None]) -> None:
+    """Let `save(filename)` (save_parameters, save_states) write a temp file, then rename it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save(str(tmp))
+    os.replace(tmp, path)
+
+
+def make_scheduler(config: TrainConfig, iters_per_epoch: int):
+    """GluonCV schedule: linear warm-up from 0 over `warmup_epochs`, then step (x lr_factor at
+    `lr_steps`, counted from epoch 0) or cosine to 0 over the remaining epochs."""
+    from gluoncv.utils import LRScheduler, LRSequential
+
+    parts = []
+    if config.warmup_epochs:
+        parts.append(LRScheduler("linear", base_lr=0.0, target_lr=config.lr, nepochs=config.warmup_epochs,
+                                 iters_per_epoch=iters_per_epoch))
+    rest = config.epochs - config.warmup_epochs
+    steps = [s - config.warmup_epochs for s in config.lr_steps if s > config.warmup_epochs]
+    mode = config.lr_mode if rest * iters_per_epoch > 1 else "constant"  # cosine needs 2+ updates
+    parts.append(LRScheduler(mode, base_lr=config.lr, target_lr=0.0, nepochs=rest,
+                             iters_per_epoch=iters_per_epoch, step_epoch=steps, step_factor=config.lr_factor))
+    return LRSequential(parts)
+
+
+def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: int) -> mx.gluon.Trainer:
+    """SGD/NAG with momentum and wd, the LR schedule, `head_lr_mult` on the new head, kvstore."""
+    import mxnet as mx
+
+    from fashionai.model import head_attr
+
+    getattr(net, head_attr(net)).collect_params().setattr("lr_mult", config.head_lr_mult)
+    if config.no_wd:  # GluonCV's --no-wd: no weight decay on BN and biases
+        net.collect_params(".*beta|.*gamma|.*bias").setattr("wd_mult", 0.0)
+    # the base LR lives in the scheduler; passing learning_rate too only makes MXNet print a warning
+    params = {"momentum": config.momentum, "wd": config.wd, "lr_scheduler": make_scheduler(config, iters_per_epoch)}
+    kvstore = config.kvstore if num_devices > 1 else None
+    return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
+
+
+def soft_targets(labels: mx.nd.NDArray, k: int, smoothing: float) -> mx.nd.NDArray:
+    """(B,) class indices -> (B, K) targets: one-hot, smoothed to (1 - s) + s / K on the class."""
+    import mxnet as mx
+
+    return mx.nd.one_hot(labels, k, on_value=1 - smoothing + smoothing / k, off_value=smoothing / k)
+
+
+def mixup_batch(data, targets, alpha: float):
+    """Mixup (GluonCV train_imagenet): blend the batch with its reverse by lam ~ Beta(alpha, alpha)."""
+    import mxnet as mx
+
+    lam = float(np.random.beta(alpha, alpha))
+    return (lam * data + (1 - lam) * mx.nd.flip(data, axis=0),
+            lam * targets + (1 - lam) * mx.nd.flip(targets, axis=0))
+
+
+def class_weights(labels: np.ndarray, k: int) -> np.ndarray:
+    """(K,) weights N / (K * n_c): every class carries the same total loss (1 for absent classes)."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (k * np.maximum(counts, 1)), 1.0).astype(np.float32)
+
+
+def pad_batch(batch: mx.nd.NDArray, size: int) -> mx.nd.NDArray:
+    """Pad (b, ...) with zero rows to (size, ...): the last eval batch keeps the static shape."""
+    import mxnet as mx
+
+    if batch.shape[0] == size:
+        return batch
+    pad = mx.nd.zeros((size - batch.shape[0],) + batch.shape[1:], dtype=batch.dtype)
+    return mx.nd.concat(batch, pad, dim=0)
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, epoch: int,
+                    weights: np.ndarray | None = None) -> dict[str, float]:
+    """One pass over `loader`; returns train_loss, train_acc (vs the unmixed labels), img_per_s."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    use_mixup = config.mixup > 0 and epoch < config.epochs - config.mixup_off_epochs
+    total_loss, correct, seen, start = 0.0, 0, 0, time.time()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+    for data, label in bar:
+        targets = soft_targets(label, config.num_classes, config.label_smoothing)
+        if use_mixup:
+            data, targets = mixup_batch(data, targets, config.mixup)
+        # (B, 1): the loss is (B, 1) before weighting; a (B,) weight would broadcast to (B, B)
+        sample_w = mx.nd.array(weights[label.asnumpy().astype(int)][:, None]) if weights is not None else None
+        parts = [mx.gluon.utils.split_and_load(x, ctx) for x in (data, targets, label)]
+        w_parts = mx.gluon.utils.split_and_load(sample_w, ctx) if sample_w is not None else [None] * len(ctx)
+        with autograd.record():
+            outputs = [net(x) for x in parts[0]]
+            losses = [loss_fn(o, t, w) if w is not None else loss_fn(o, t)
+                      for o, t, w in zip(outputs, parts[1], w_parts)]
+        autograd.backward(losses)
+        trainer.step(data.shape[0])
+        total_loss += sum(float(l.sum().asscalar()) for l in losses)
+        correct += sum(int((o.argmax(axis=1) == y.astype("float32")).sum().asscalar())
+                       for o, y in zip(outputs, parts[2]))
+        seen += data.shape[0]
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    elapsed = time.time() - start
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "img_per_s": seen / max(elapsed, 1e-9)}
+
+
+def predict_loader(net, loader, ctx: Sequence, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) softmax probabilities and (N,) labels of every image, in loader order.
+
+    Each batch is padded to `step` images (batch size x devices) so the hybridized graph keeps one
+    static shape; the pad rows are dropped.
+    """
+    import mxnet as mx
+
+    probs, labels = [], []
+    for data, label in tqdm(loader, desc="val", unit="batch", leave=False, disable=None):
+        parts = mx.gluon.utils.split_and_load(pad_batch(data, step), ctx)
+        out = np.concatenate([mx.nd.softmax(net(x), axis=-1).asnumpy() for x in parts])
+        probs.append(out[:data.shape[0]])
+        labels.append(label.asnumpy().astype(np.int64))
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def validate(net, loader, ctx: Sequence, step: int, label_strings: Sequence[str]) -> dict[str, float]:
+    """val_loss (cross-entropy), val_acc, val_map (official AP) and val_basic_precision."""
+    from fashionai.metrics import accuracy, basic_precision, official_ap
+
+    probs, y = predict_loader(net, loader, ctx, step)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
+    return {"val_loss": loss, "val_acc": accuracy(probs, y), "val_map": official_ap(probs, label_strings),
+            "val_basic_precision": basic_precision(probs, label_strings)}
+
+
+# --- data ---------------------------------------------------------------------------------------
+def val_label_strings(dataset, prepared: Path, task: str) -> list[str]:
+    """Full label strings (with `m`) of the val images, from the manifest by `prepared_path`.
+
+    An image without a manifest row (hand-made folders) gets the plain label of its folder; one
+    warning says how many.
+    """
+    from fashionai.prepare import read_manifest
+
+    try:
+        manifest = read_manifest(prepared)
+        by_path = dict(zip(manifest["prepared_path"], manifest["label"]))
+    except FileNotFoundError:
+        by_path = {}
+    labels, missing = [], 0
+    for path, y in dataset.items:
+        rel = PurePosixPath(*Path(path).relative_to(prepared).parts).as_posix()
+        if rel in by_path:
+            labels.append(by_path[rel])
+        else:
+            labels.append(label_string(task, int(y)))
+            missing += 1
+    if missing:
+        log.warning("%d of %d val images have no row in %s/manifest.csv: using their folder's class "
+                    "as the label (no 'maybe' classes)", missing, len(labels), prepared)
+    return labels
+
+
+def make_loaders(config: TrainConfig, num_devices: int):
+    """(train loader, val loader, train labels, val label strings) for the config's task."""
+    from fashionai import data
+
+    prepared = Path(config.prepared)
+    train_set = data.image_folder(data.split_dir(prepared, config.task, "train"), config.num_classes)
+    val_set = data.image_folder(data.split_dir(prepared, config.task, "val"), config.num_classes)
+    step = config.batch_size * num_devices
+    augment = data.train_transform(config.data_shape, min_scale=config.min_scale, jitter=config.jitter,
+                                   lighting=config.lighting)
+    train = data.make_loader(train_set, augment, step, train=True, workers=config.workers,
+                             balanced=config.balance == "sampler")
+    val = data.make_loader(val_set, data.eval_transform(config.data_shape), step, train=False,
+                           workers=config.workers)
+    log.info("%s: %d train / %d val images, %d classes", config.task, len(train_set), len(val_set),
+             config.num_classes)
+    return train, val, data.labels_of(train_set), val_label_strings(val_set, prepared, config.task)
+
+
+# --- run directory ------------------------------------------------------------------------------
+def run_dir_of(config: TrainConfig) -> Path:
+    """`<out>/<task>/<name>`, or the run being resumed."""
+    return Path(config.resume) if config.resume else Path(config.out) / config.task / config.name
+
+
+def save_config(config: TrainConfig, run_dir: Path) -> None:
+    atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def write_metrics(rows: Sequence[dict], run_dir: Path) -> None:
+    """Rewrite `metrics.csv` (one row per epoch) atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(run_dir / "metrics.csv", buf.getvalue())
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's `metrics.csv` as floats (`epoch` as int); [] if there is none."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def save_checkpoint(net, trainer, state: dict, run_dir: Path) -> None:
+    """last.params, last.states, then checkpoint.json (the commit point of a resume)."""
+    atomic_save(run_dir / "last.params", net.save_parameters)
+    atomic_save(run_dir / "last.states", trainer.save_states)
+    atomic_write(run_dir / "checkpoint.json", json.dumps(state, indent=2) + "\n")
+
+
+def load_checkpoint(run_dir: Path, net, trainer, ctx: Sequence) -> dict:
+    """Restore weights and trainer state (momentum, update count, schedule); returns checkpoint.json."""
+    path = run_dir / "checkpoint.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from (did the first epoch finish?)")
+    net.load_parameters(str(run_dir / "last.params"), ctx=list(ctx))
+    trainer.load_states(str(run_dir / "last.states"))
+    return json.loads(path.read_text())
+
+
+def prepare_run_dir(config: TrainConfig) -> Path:
+    """Create the run directory (a new run must not reuse a non-empty one) and save the config."""
+    run_dir = run_dir_of(config)
+    if config.resume:
+        saved = TrainConfig.load(run_dir / "config.json")
+        changed = [f for f in ARCH_FIELDS if getattr(saved, f) != getattr(config, f)]
+        if changed:
+            raise ValueError(f"--resume {run_dir}: cannot change {changed} of a run; start a new run instead")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} already holds a run; pick another --name or --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir)
+    return run_dir
+
+
+def _log_to(run_dir: Path) -> logging.Handler:
+    """Append the package's log records to `<run_dir>/train.log` for the duration of the run."""
+    handler = logging.FileHandler(run_dir / "train.log", mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("fashionai")
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def _epoch_line(row: dict) -> str:
+    return (f"[Epoch {row['epoch']}] train: loss={row['train_loss']:.4f} acc={row['train_acc']:.4f} | "
+            f"val: loss={row['val_loss']:.4f} acc={row['val_acc']:.4f} mAP={row['val_map']:.4f} "
+            f"BP={row['val_basic_precision']:.4f} | lr={row['lr']:.3g} | {row['img_per_s']:.1f} img/s | "
+            f"{row['epoch_s']:.1f} s")
+
+
+def _better(score: float, best: float) -> bool:
+    return not math.isnan(score) and (math.isnan(best) or score > best)
+
+
+# --- fit ----------------------------------------------------------------------------------------
+def fit(config: TrainConfig) -> Path:
+    """Train `config.task` and return the run directory (see the module docstring for its files)."""
+    config = check_config(config)
+    run_dir = prepare_run_dir(config)
+    handler = _log_to(run_dir)
+    try:
+        _fit(config, run_dir)
+    finally:
+        logging.getLogger("fashionai").removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def _fit(config: TrainConfig, run_dir: Path) -> None:
+    from fashionai.devices import resolve_devices
+    from fashionai.model import build_net
+    from fashionai.plots import save_curves
+
+    seed_everything(config.seed)
+    ctx = resolve_devices(config.devices, config.num_gpus)
+    train_loader, val_loader, train_labels, val_labels = make_loaders(config, len(ctx))
+    net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
+                    pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
+    trainer = make_trainer(net, config, len(train_loader), len(ctx))
+    state = {"epoch": 0, "metric": BEST_METRIC, "best_score": math.nan, "best_epoch": -1, "bad_epochs": 0}
+    if config.resume:
+        state = load_checkpoint(run_dir, net, trainer, ctx)
+        seed_everything(config.seed + state["epoch"])  # a fresh but reproducible stream per resume point
+        log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state["epoch"] - 1,
+                 BEST_METRIC, state["best_score"], state["best_epoch"])
+    rows = [r for r in read_metrics(run_dir) if r["epoch"] < state["epoch"]]
+    weights = class_weights(train_labels, config.num_classes) if config.balance == "weights" else None
+    log.info("training %s on %s: %s, %d epochs, batch %d x %d device(s) -> %s", config.model, config.task,
+             config.pretrained if not config.resume else "resumed", config.epochs, config.batch_size,
+             len(ctx), run_dir)
+    for epoch in range(state["epoch"], config.epochs):
+        start = time.time()
+        row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights)}
+        row.update(validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels))
+        row.update(lr=trainer.learning_rate, epoch_s=time.time() - start)
+        rows.append(row)
+        log.info("%s", _epoch_line(row))
+        if _better(row[BEST_METRIC], state["best_score"]):
+            state.update(best_score=row[BEST_METRIC], best_epoch=epoch, bad_epochs=0)
+            atomic_save(run_dir / "best.params", net.save_parameters)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch + 1
+        write_metrics(rows, run_dir)
+        save_checkpoint(net, trainer, state, run_dir)
+        save_curves(rows, run_dir / "curves.png")
+        if config.patience and state["bad_epochs"] >= config.patience:
+            log.info("early stop: no %s gain for %d epochs", BEST_METRIC, state["bad_epochs"])
+            break
+    if state["best_epoch"] < 0:  # every epoch's mAP undefined: keep the last weights as "best"
+        atomic_save(run_dir / "best.params", net.save_parameters)
+    log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, state["best_score"], state["best_epoch"],
+             run_dir)
