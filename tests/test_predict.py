@@ -1,0 +1,199 @@
+"""Prediction with TTA: the evaluation transform's view, constant images, devices, decode errors."""
+
+import json
+import shutil
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fashionai import data, predict
+from fashionai.cli import main
+from fashionai.submission import SubmissionError, check_submission, load_probs, make_submission
+from fashionai.tasks import num_classes
+
+K = 5
+SIZES = [(90, 70), (64, 64), (71, 100), (100, 73)]  # (H, W): portrait, square, landscape, odd
+
+
+def _tiny_net(ctx=mx.cpu()):
+    """A small conv net with seeded random weights: enough to tell views apart."""
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Conv2D(4, 3, padding=1, activation="relu"), mx.gluon.nn.MaxPool2D(4),
+            mx.gluon.nn.Flatten(), mx.gluon.nn.Dense(K))
+    mx.random.seed(7)
+    net.initialize(mx.init.Xavier(magnitude=3), ctx=ctx)
+    return net
+
+
+def _images(tmp_path, sizes=SIZES, seed=0, ext="png"):
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        path = tmp_path / f"img{i}.{ext}"
+        cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def _softmax(net, x):
+    return mx.nd.softmax(net(x), axis=-1).asnumpy()
+
+
+@pytest.mark.parametrize("data_shape", [32, 64])  # 36 - 32 = 4 and 73 - 64 = 9 (odd) around the crop
+def test_none_is_the_evaluation_transform(tmp_path, data_shape):
+    paths = _images(tmp_path)
+    transform = data.eval_transform(data_shape)
+    expected = mx.nd.stack(*[transform(mx.image.imread(str(p))) for p in paths])
+    squares, failures = predict._load_squares(paths, [data.resize_size(data_shape)], data_shape)
+    views = predict._views(squares, data.MEAN, data.STD, "none", data_shape)
+    assert failures == [] and views.shape == (4, 3, data_shape, data_shape)
+    np.testing.assert_array_equal(views.asnumpy(), expected.asnumpy())
+    net = _tiny_net()
+    probs = predict.predict_paths(net, paths, data_shape=data_shape, ctx=mx.cpu(), batch_size=3)
+    np.testing.assert_allclose(probs, _softmax(net, expected), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("tta,scales,reduce", [
+    ("flip", None, "mean"), ("five-crop", None, "max"), ("ten-crop", None, "mean"), ("ten-crop", [40, 48], "mean"),
+])
+def test_constant_image_tta_equals_no_tta(tmp_path, tta, scales, reduce):
+    path = tmp_path / "grey.png"
+    cv2.imwrite(str(path), np.full((60, 45, 3), (30, 140, 220), dtype=np.uint8))
+    net = _tiny_net()
+    plain = predict.predict_paths(net, [path], data_shape=32, ctx=mx.cpu())
+    augmented = predict.predict_paths(net, [path], data_shape=32, ctx=mx.cpu(), tta=tta, scales=scales, reduce=reduce)
+    np.testing.assert_allclose(augmented, plain, rtol=1e-5, atol=1e-7)
+    assert abs(plain.sum() - 1) < 1e-6
+
+
+def test_flip_is_the_mean_with_the_mirrored_image(tmp_path):
+    """End to end: `flip` = mean of `none` on the image and on its mirror (PNG, so lossless)."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (72, 40, 3), dtype=np.uint8)  # 36 x 64 after resizing: even margins
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "m.png"), image[:, ::-1])
+    net = _tiny_net()
+    a, m = predict.predict_paths(net, [tmp_path / "a.png", tmp_path / "m.png"], data_shape=32, ctx=mx.cpu())
+    flip = predict.predict_paths(net, [tmp_path / "a.png"], data_shape=32, ctx=mx.cpu(), tta="flip")
+    np.testing.assert_allclose(flip[0], (a + m) / 2, atol=1e-4)
+    assert np.abs(a - m).max() > 1e-3  # the mirror really is another input
+
+
+def test_batching_and_devices_do_not_change_results(tmp_path):
+    paths = _images(tmp_path)
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    net = _tiny_net(ctx)
+    one = predict.predict_paths(net, paths, data_shape=32, ctx=[mx.cpu(0)], tta="ten-crop", batch_size=1)
+    two = predict.predict_paths(net, paths, data_shape=32, ctx=ctx, tta="ten-crop", batch_size=20)
+    assert one.shape == (4, K)
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.sum(axis=1), 1, atol=1e-6)
+
+
+def test_undecodable_images_are_all_listed(tmp_path):
+    paths = _images(tmp_path, sizes=[(40, 40)] * 3)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    paths[1:1] = [tmp_path / "broken.jpg"]
+    paths.append(tmp_path / "missing.jpg")
+    with pytest.raises(predict.ImageDecodeError) as err:
+        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), batch_size=1)
+    assert [p for p, _ in err.value.failures] == [str(tmp_path / "broken.jpg"), str(tmp_path / "missing.jpg")]
+    assert "broken.jpg" in str(err.value) and "missing.jpg" in str(err.value)
+
+
+def test_bad_scale_and_mode(tmp_path):
+    paths = _images(tmp_path, sizes=[(40, 40)])
+    with pytest.raises(ValueError, match="smaller than the crop size"):
+        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), scales=[30])
+    with pytest.raises(ValueError, match="unknown TTA mode"):
+        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), tta="twelve-crop")
+
+
+# --- trained runs ---------------------------------------------------------------------------------
+def _questions(tmp_path, task, count, extra_task=None):
+    """rank/Tests/question.csv and rank/Images/<task>/*.jpg, like the competition's test folder."""
+    rank = tmp_path / "rank"
+    (rank / "Tests").mkdir(parents=True)
+    (rank / "Images" / task).mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(count):
+        name = f"Images/{task}/q{i}.jpg"
+        cv2.imwrite(str(rank / name), rng.integers(0, 256, (80 + 7 * i, 64, 3), dtype=np.uint8))
+        lines.append(f"{name},{task},?")
+    if extra_task:
+        lines.append(f"Images/{extra_task}/x.jpg,{extra_task},?")
+    (rank / "Tests" / "question.csv").write_text("\n".join(lines) + "\n")
+    return rank / "Tests" / "question.csv"
+
+
+def _gpu_copy(run_dir, tmp_path):
+    """The fixture run with its config saying it was trained on a GPU."""
+    copy = tmp_path / "gpu_run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update({"devices": "gpu:0", "num_gpus": 1})
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_predict_run_on_cpu_of_a_gpu_trained_run(trained_run, tmp_path):
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    questions = _questions(tmp_path, task, 3)
+    names, files = predict.question_images(questions, task)
+    assert names == [f"Images/{task}/q{i}.jpg" for i in range(3)]
+    assert files[0] == tmp_path / "rank" / names[0]
+    gpu_run = _gpu_copy(trained_run, tmp_path)
+    probs = predict.predict_run(gpu_run, files, tta="flip", devices="auto")
+    same = predict.predict_run(trained_run, files, tta="flip", devices="cpu")
+    assert probs.shape == (3, num_classes(task))
+    np.testing.assert_allclose(probs, same, rtol=1e-5, atol=1e-7)
+
+
+def _values(path):
+    return np.array([[float(v) for v in line.split(",")[2].split(";")] for line in path.read_text().splitlines()])
+
+
+def test_submit_save_and_merge_probs(trained_run, tmp_path):
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    questions = _questions(tmp_path, task, 3)
+    out, probs_dir = tmp_path / "sub", tmp_path / "probs"
+    assert main(["submit", "--runs", str(trained_run), "--questions", str(questions), "--out", str(out),
+                 "--tta", "flip", "--save-probs", str(probs_dir)]) == 0
+    check_submission(out / "submission.csv", questions)
+    assert (out / f"{task}.csv").read_text() == (out / "submission.csv").read_text()
+    saved = sorted(probs_dir.glob("*.npy"))
+    assert len(saved) == 1 and load_probs(saved[0])[1] == [f"Images/{task}/q{i}.jpg" for i in range(3)]
+    # from the saved probabilities alone, and as a 2-member ensemble with the run: the same file
+    make_submission(questions, tmp_path / "merged", prob_files=saved)
+    make_submission(questions, tmp_path / "ens", runs=[trained_run], prob_files=saved, weights=[1, 3], tta="flip")
+    for other in ("merged", "ens"):  # equal up to the float32 the probabilities are saved in
+        np.testing.assert_allclose(_values(tmp_path / other / "submission.csv"), _values(out / "submission.csv"),
+                                   atol=2e-8)
+
+
+def test_submit_names_missing_tasks_and_writes_nothing(trained_run, tmp_path):
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    other = "neck_design_labels" if task != "neck_design_labels" else "skirt_length_labels"
+    questions = _questions(tmp_path, task, 2, extra_task=other)
+    with pytest.raises(ValueError, match=other):
+        make_submission(questions, tmp_path / "sub", runs=[trained_run])
+    assert not (tmp_path / "sub").exists()
+    with pytest.raises(SubmissionError):
+        check_submission(["x.jpg,skirt_length_labels,1;0;0;0;0;0"], questions)
+
+
+def test_predict_cli_writes_npy_and_csv(trained_run, tmp_path, capsys):
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    paths = _images(tmp_path, sizes=[(50, 40), (40, 60)], ext="jpg")
+    args = ["predict", "--run", str(trained_run), "--images", *map(str, paths), "--tta", "five-crop"]
+    assert main(args + ["--out", str(tmp_path / "p.npy")]) == 0
+    got_task, images, probs = load_probs(tmp_path / "p.npy")
+    assert (got_task, images) == (task, [str(p) for p in paths])
+    assert main(args + ["--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert [line.split(",")[:2] for line in lines] == [[str(p), task] for p in paths]
+    np.testing.assert_allclose([[float(v) for v in line.split(",")[2].split(";")] for line in lines], probs, atol=1e-7)
+    assert f"2 images, {task}, tta five-crop" in capsys.readouterr().out
