@@ -8,6 +8,7 @@ Each subcommand has a `_add_<name>` (its flags, a view of the stage's config) an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -32,77 +33,312 @@ def _subparser(sub: argparse._SubParsersAction, name: str, summary: str) -> argp
 def _add_demo_data(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "demo-data", "write a small learnable dataset in the FashionAI layout")
     p.add_argument("out", help="output data root (gets base/, web/, rank/)")
+    p.add_argument("--train-per-class", type=int, default=30, help="base/ images per class")
+    p.add_argument("--test-per-class", type=int, default=8, help="rank/ question images per class")
+    p.add_argument("--warmup-per-class", type=int, default=10, help="web/ warm-up images per skirt class")
+    p.add_argument("--min-size", type=int, default=160, help="smallest long side of an image, px")
+    p.add_argument("--max-size", type=int, default=256, help="largest long side of an image, px")
+    p.add_argument("--maybe-fraction", type=float, default=0.05, help="share of rows with an 'm' class")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    p.add_argument("--seed", type=int, default=0, help="same seed and sizes = byte-identical files")
+    p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing demo data root")
     return _cmd_demo_data
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    raise NotImplementedError("demo-data is not built yet")
+    from fashionai.demodata import make_demo_data
+    from fashionai.tasks import expand_tasks
+
+    make_demo_data(
+        args.out, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
+        warmup_per_class=args.warmup_per_class, min_size=args.min_size, max_size=args.max_size,
+        maybe_fraction=args.maybe_fraction, seed=args.seed, tasks=expand_tasks(args.tasks),
+        quality=args.quality, overwrite=args.overwrite,
+    )  # logs its one-line summary
+    return 0
 
 
 # --- prepare ------------------------------------------------------------------------------------
 def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "prepare", "annotation CSVs -> per-task train/val class folders + manifest")
     p.add_argument("--data", default="data", help="data root in the FashionAI layout")
+    p.add_argument("--out", default="data/prepared", help="prepared root to write")
+    p.add_argument("--seed", type=int, default=0, help="split seed (same inputs + seed = same split)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of each class's base images in val")
+    p.add_argument("--folds", type=int, metavar="K", help="k-fold split instead of --val-fraction")
+    p.add_argument("--fold", type=int, metavar="I", help="with --folds: which fold (0..K-1) is val")
+    p.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the web/ warm-up rows (train only)")
+    p.add_argument("--strict", action="store_true", help="fail on any bad row, writing nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing prepared root")
+    p.add_argument("-j", "--workers", type=int, help="parallel image checks (None: one per core)")
+    p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all")
     return _cmd_prepare
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    raise NotImplementedError("prepare is not built yet")
+    from fashionai.prepare import format_summary, prepare
+
+    summary = prepare(
+        args.data, args.out, seed=args.seed, val_fraction=args.val_fraction, folds=args.folds,
+        fold=args.fold, warmup=args.warmup, strict=args.strict, overwrite=args.overwrite,
+        workers=args.workers, tasks=args.tasks,
+    )
+    print(format_summary(summary))
+    return 0
 
 
 # --- train --------------------------------------------------------------------------------------
+# Flag help for each TrainConfig field; the flags themselves are generated from the dataclass so that
+# the CLI, `-c FILE` and config.json stay views of one config. Aliases keep the tutorial's / GluonCV's
+# flag names (--num-epochs, --lr-decay, --input-size, -j, ...).
+TRAIN_HELP = {
+    "task": ("attribute task, e.g. skirt_length_labels", ()),
+    "prepared": ("prepared root (fashionai prepare --out)", ("--data-dir",)),
+    "out": ("runs root: the run goes to OUT/<task>/<name>", ("--save-dir",)),
+    "name": ("run name (default: <model>_<px>px_<time>)", ()),
+    "model": ("GluonCV model-zoo name", ()),
+    "num_classes": ("(derived from the task)", ()),
+    "data_shape": ("input size in px", ("--input-size",)),
+    "pretrained": ("'cache' (MXNet model cache, never downloads), 'none' (from scratch) or a params file",
+                   ("--pretrained-path",)),
+    "download": ("allow downloading the pretrained weights from the model zoo", ()),
+    "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
+    "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
+    "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
+    "kvstore": ("kvstore for several devices: device or local", ()),
+    "workers": ("data loader worker processes", ("-j", "--num-workers", "--num-data-workers")),
+    "epochs": ("training epochs", ("--num-epochs",)),
+    "batch_size": ("images per device per step", ("-b",)),
+    "optimizer": ("sgd or nag", ()),
+    "lr": ("base learning rate", ()),
+    "momentum": ("SGD momentum", ()),
+    "wd": ("weight decay", ()),
+    "no_wd": ("no weight decay on BN parameters and biases", ()),
+    "lr_mode": ("step or cosine (after the warm-up)", ()),
+    "warmup_epochs": ("linear LR warm-up epochs", ()),
+    "lr_steps": ("epochs where the step schedule multiplies the LR by --lr-factor", ("--lr-decay-epoch",)),
+    "lr_factor": ("step schedule factor", ("--lr-decay",)),
+    "head_lr_mult": ("LR multiplier of the new head", ()),
+    "label_smoothing": ("label smoothing epsilon (0 = off)", ()),
+    "mixup": ("mixup Beta(alpha, alpha); 0 = off", ("--mixup-alpha",)),
+    "mixup_off_epochs": ("last epochs without mixup", ("--mixup-off-epoch",)),
+    "balance": ("imbalanced classes: none, sampler (balanced draws) or weights (loss weights)", ()),
+    "min_scale": ("smallest random-resized-crop area share", ()),
+    "jitter": ("colour jitter strength (0 = off)", ()),
+    "lighting": ("PCA lighting noise (0 = off)", ()),
+    "patience": ("early stop after this many epochs without a val mAP gain (0 = off)", ()),
+    "seed": ("seed of python, numpy and mxnet", ()),
+    "resume": ("continue the run in this folder from its last checkpoint", ()),
+}
+
+
+def _add_config_flag(p: argparse.ArgumentParser, field) -> None:
+    """One `--field-name` flag for a TrainConfig field; SUPPRESS keeps unset flags out of args."""
+    help_text, aliases = TRAIN_HELP[field.name]
+    flags = [f"--{field.name.replace('_', '-')}", *aliases]
+    kw: dict = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if field.name == "no_wd":
+        kw["action"] = "store_true"
+    elif isinstance(default, bool):
+        kw["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, list):
+        kw.update(type=int, nargs="*")
+    elif field.name == "num_gpus":
+        kw["type"] = int
+    else:
+        kw["type"] = type(default)
+    if field.name in TRAIN_CHOICES:
+        kw["choices"] = TRAIN_CHOICES[field.name]
+    kw["help"] += f" (default: {default!r})" if default not in ("", None) else ""
+    p.add_argument(*flags, **kw)
+
+
+TRAIN_CHOICES = {"optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"),
+                 "balance": ("none", "sampler", "weights"), "kvstore": ("device", "local")}
+
+
 def _add_train(sub: argparse._SubParsersAction) -> Handler:
-    p = _subparser(sub, "train", "fine-tune a network on one task's prepared folders")
-    p.add_argument("--task", help="attribute task, e.g. skirt_length_labels")
+    from fashionai.train import TrainConfig
+
+    p = sub.add_parser("train", help="fine-tune a network on one task's prepared folders",
+                       description="fine-tune a network on one task's prepared folders. Precedence: "
+                       "flags > -c FILE > --preset > defaults (the Gluon FashionAI tutorial's).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML or JSON file of options (e.g. a run's config.json)")
+    p.add_argument("--preset", choices=("demo",), help="demo: the small from-scratch setting for generated data")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "num_classes":
+            _add_config_flag(p, field)
     return _cmd_train
 
 
+def train_config(args: argparse.Namespace):
+    """TrainConfig from, in rising precedence: defaults, --preset, -c FILE, explicit flags."""
+    from fashionai.train import PRESETS, TrainConfig, read_config_file
+
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    values = read_config_file(args.config) if args.config else {}
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    merged = {**values, **flags}
+    if flags.get("resume") and not args.config:  # a resume keeps the run's own settings unless told otherwise
+        merged = {**TrainConfig.load(f"{flags['resume']}/config.json").to_dict(), **flags}
+    if not merged.get("task"):
+        raise ValueError("--task is required (or a config file with task:)")
+    if args.preset:
+        return PRESETS[args.preset](merged.pop("task"), merged.pop("prepared", "data/prepared"),
+                                    merged.pop("out", "runs"), **merged)
+    return TrainConfig.from_dict(merged)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError("train is not built yet")
+    from fashionai.train import fit, read_metrics
+
+    run_dir = fit(train_config(args))
+    rows = read_metrics(run_dir)
+    if rows:
+        best = max(rows, key=lambda r: (r["val_map"] == r["val_map"], r["val_map"]))
+        print(f"{run_dir}: best val mAP {best['val_map']:.4f} (acc {best['val_acc']:.4f}) at epoch {best['epoch']}")
+    return 0
 
 
 # --- evaluate -----------------------------------------------------------------------------------
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "evaluate", "official mAP / BasicPrecision of a run or a submission file")
-    p.add_argument("--submission", help="submission file to score")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", metavar="RUN_DIR", help="trained run to score on its val split")
+    what.add_argument("--submission", metavar="FILE", help="submission file to score (needs --answers)")
+    p.add_argument("--answers", metavar="FILE", help="ground truth for --submission, label format")
+    p.add_argument("--tta", default="none", help="test-time augmentation for --run (see predict)")
+    p.add_argument("--devices", default="auto", help="devices for --run, as predict takes them")
+    p.add_argument("-b", "--batch-size", type=int, default=32, help="batch size for --run")
     return _cmd_evaluate
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    raise NotImplementedError("evaluate is not built yet")
+    from fashionai import evaluate
+
+    if args.submission:
+        if not args.answers:
+            raise ValueError("--submission needs --answers FILE (the ground truth in label format)")
+        print(evaluate.format_submission_report(evaluate.score_submission(args.submission, args.answers)))
+        return 0
+    if args.answers:
+        raise ValueError("--answers goes with --submission; --run scores the run's own val split")
+    report = evaluate.evaluate_run(args.run, tta=args.tta, devices=args.devices, batch_size=args.batch_size)
+    stem = "eval_val" if args.tta == "none" else f"eval_val_{args.tta}"
+    evaluate.save_report(report, args.run, stem)
+    print(f"{report['task']} val, tta {args.tta}: official AP (FashionAI leaderboard metric)")
+    print(evaluate.format_prediction_report(report))
+    return 0
 
 
 # --- predict ------------------------------------------------------------------------------------
+def _add_inference_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by predict and submit: weights file, TTA, devices, batch size, image root."""
+    from fashionai.tta import REDUCTIONS, TTA_MODES
+
+    p.add_argument("--which", default="best", choices=("best", "last"), help="weights of the run to use")
+    p.add_argument("--tta", default="ten-crop", choices=tuple(TTA_MODES), help="test-time views per image")
+    p.add_argument("--tta-scales", type=int, nargs="+", metavar="S",
+                   help="short-side sizes to take the views at (default: data_shape / 0.875)")
+    p.add_argument("--tta-reduce", default="mean", choices=REDUCTIONS, help="how views are combined")
+    p.add_argument("--devices", default="auto", help="auto, cpu, or GPUs as training takes them")
+    p.add_argument("-b", "--batch-size", type=int, default=32, help="network inputs (views) per device per pass")
+    p.add_argument("--images-root", metavar="DIR",
+                   help="folder question image paths are relative to (default: the question file's ../)")
+
+
+def _predict_kw(args: argparse.Namespace) -> dict:
+    return dict(tta=args.tta, scales=args.tta_scales, reduce=args.tta_reduce, devices=args.devices,
+                batch_size=args.batch_size, which=args.which)
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "predict", "class probabilities of a trained run for images or questions")
-    p.add_argument("--run", help="run directory")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory (fashionai train)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", nargs="+", metavar="IMG", help="image files")
+    what.add_argument("--questions", metavar="FILE", help="question.csv: predict the run's task's rows")
+    p.add_argument("--out", metavar="FILE", help="write .npy (+ .json image list) or .csv (submission format)")
+    _add_inference_flags(p)
     return _cmd_predict
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    raise NotImplementedError("predict is not built yet")
+    from pathlib import Path
+
+    from fashionai import predict, submission
+    from fashionai.tasks import class_names
+
+    task = predict.read_run_config(args.run)["task"]
+    if args.questions:
+        names, files = predict.question_images(args.questions, task, args.images_root)
+    else:
+        names, files = list(args.images), [Path(i) for i in args.images]
+    probs = predict.predict_run(args.run, files, **_predict_kw(args))
+    if args.out and args.out.endswith(".csv"):
+        submission.write_prob_csv(args.out, task, names, probs)
+    elif args.out:
+        submission.save_probs(args.out, task, names, probs, run=args.run, **_predict_kw(args))
+    classes = class_names(task)
+    for name, row in list(zip(names, probs))[:20]:
+        print(f"{name}  {classes[int(row.argmax())]}  {row.max():.4f}")
+    print(f"{len(names)} images, {task}, tta {args.tta}" + (f" -> {args.out}" if args.out else ""))
+    return 0
 
 
 # --- submit -------------------------------------------------------------------------------------
 def _add_submit(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "submit", "validated leaderboard submission from trained runs")
-    p.add_argument("--questions", help="question.csv")
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="trained runs (any tasks)")
+    p.add_argument("--from-probs", nargs="+", default=[], metavar="NPY", help="saved probabilities to merge")
+    p.add_argument("--weights", type=float, nargs="+", metavar="W",
+                   help="one per run, then one per --from-probs file (default: equal)")
+    p.add_argument("--questions", required=True, metavar="FILE", help="question.csv")
+    p.add_argument("--out", default="submissions", metavar="DIR", help="gets submission.csv + <task>.csv")
+    p.add_argument("--save-probs", metavar="DIR", help="also save each run's probabilities here (.npy + .json)")
+    _add_inference_flags(p)
     return _cmd_submit
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    raise NotImplementedError("submit is not built yet")
+    from pathlib import Path
+
+    from fashionai.submission import make_submission
+
+    if not args.runs and not args.from_probs:
+        raise ValueError("give --runs RUN_DIR ... and/or --from-probs FILE.npy ...")
+    members = make_submission(
+        args.questions, args.out, runs=args.runs, prob_files=args.from_probs, weights=args.weights,
+        images_root=args.images_root, save_probs_dir=args.save_probs, **_predict_kw(args),
+    )
+    for task, count in members.items():
+        print(f"{task:24s} {count} member(s)")
+    print(f"{Path(args.out) / 'submission.csv'}: validated against {args.questions}, tta {args.tta}")
+    return 0
 
 
 # --- check-submission ---------------------------------------------------------------------------
 def _add_check_submission(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "check-submission", "check a submission file the way the leaderboard would")
     p.add_argument("file", help="submission file")
+    p.add_argument("--questions", required=True, metavar="FILE", help="the question.csv it answers")
     return _cmd_check_submission
 
 
 def _cmd_check_submission(args: argparse.Namespace) -> int:
-    raise NotImplementedError("check-submission is not built yet")
+    from pathlib import Path
+
+    from fashionai.annotations import read_questions
+    from fashionai.submission import check_submission
+
+    check_submission(args.file, args.questions)  # SubmissionError (a ValueError): exit status 2
+    tasks = dict.fromkeys(q.task for q in read_questions(args.questions))
+    print(f"{args.file}: OK, {len(Path(args.file).read_text().splitlines())} rows, {len(tasks)} task(s): {', '.join(tasks)}")
+    return 0
 
 
 # --- demo ---------------------------------------------------------------------------------------
