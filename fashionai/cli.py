@@ -343,13 +343,30 @@ def _cmd_check_submission(args: argparse.Namespace) -> int:
 
 # --- demo ---------------------------------------------------------------------------------------
 def _add_demo(sub: argparse._SubParsersAction) -> Handler:
-    p = _subparser(sub, "demo", "the whole pipeline end to end on generated demo data")
-    p.add_argument("--workdir", default="demo", help="where data, runs and the submission go")
+    p = _subparser(sub, "demo", "the whole pipeline end to end on generated demo data (no download)")
+    p.add_argument("--workdir", default="demo", help="where data, prepared, runs and submissions go (replaced)")
+    p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the split and training")
+    p.add_argument("--train-per-class", type=int, default=30, help="demo base/ images per class")
+    p.add_argument("--test-per-class", type=int, default=8, help="demo test questions per class")
+    p.add_argument("--tta", default="ten-crop", help="test-time views of the submission (see submit)")
+    p.add_argument("--epochs", type=int, help="override the demo preset's epochs")
+    p.add_argument("--model", help="override the preset's model, e.g. ResNet50_v2 (with --pretrained cache)")
+    p.add_argument("--pretrained", help="override the preset's 'none': cache or a params file")
+    p.add_argument("--data-shape", type=int, help="override the preset's input size")
+    p.add_argument("--devices", help="override the preset's devices (auto)")
     return _cmd_demo
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    raise NotImplementedError("demo is not built yet")
+    from fashionai.demo import format_demo, run_demo
+
+    overrides = {k: getattr(args, k) for k in ("epochs", "model", "pretrained", "data_shape", "devices")
+                 if getattr(args, k) is not None}
+    result = run_demo(args.workdir, tasks=args.tasks, seed=args.seed, train_per_class=args.train_per_class,
+                      test_per_class=args.test_per_class, tta=args.tta, train_overrides=overrides)
+    print(format_demo(result))
+    return 0
 
 
 # --- main ---------------------------------------------------------------------------------------
