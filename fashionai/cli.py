@@ -22,7 +22,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults in every --help and keeps description line breaks."""
+    """Shows defaults in --help (unless the help says it already, or there is none) and keeps
+    description line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, [], False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def _subparser(sub: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
