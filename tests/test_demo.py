@@ -1,0 +1,35 @@
+"""The demo wires every stage together: data -> prepare -> train -> submit -> score, rerunnable."""
+
+import pytest
+
+from fashionai.demo import MARKER, clear_workdir, format_demo, run_demo
+from fashionai.submission import check_submission
+
+TASKS = ["skirt_length_labels", "collar_design_labels"]
+
+
+def test_demo_end_to_end_writes_a_valid_scored_submission_and_reruns(tmp_path):
+    work = tmp_path / "demo"
+    kw = dict(tasks=TASKS, train_per_class=6, test_per_class=2, tta="flip",
+              train_overrides={"epochs": 1, "data_shape": 32, "batch_size": 8, "warmup_epochs": 0})
+    result = run_demo(work, **kw)
+    questions = work / "data" / "rank" / "Tests" / "question.csv"
+    check_submission(result.submission, questions)  # raises if the leaderboard would reject it
+    assert [s.task for s in result.report.tasks] == TASKS
+    assert [s.rows for s in result.report.tasks] == [6 * 2, 5 * 2]  # classes x test per class
+    assert 0.0 <= result.report.map <= 1.0
+    assert set(result.runs) == set(TASKS) and all((r / "best.params").is_file() for r in result.runs.values())
+    text = format_demo(result)
+    assert "mAP (official)" in text and "skirt_length_labels" in text
+    (work / "runs" / "stale.txt").write_text("from an earlier demo")
+    run_demo(work, **kw)  # a rerun replaces the previous demo's folders
+    assert not (work / "runs" / "stale.txt").exists()
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="not made by `fashionai demo`"):
+        clear_workdir(tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "user data"
+    clear_workdir(tmp_path / "fresh")
+    assert (tmp_path / "fresh" / MARKER).is_file()
