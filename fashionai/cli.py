@@ -411,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = configure_threads()
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    log.debug("threads: %s", threads)
+    log.info("threads: %s (set before MXNet is imported; export OMP_NUM_THREADS to change)",
+             ", ".join(f"{k}={v}" for k, v in threads.items()))
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
