@@ -348,6 +348,57 @@ def _cmd_check_submission(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export -------------------------------------------------------------------------------------
+def _add_export(sub: argparse._SubParsersAction) -> Handler:
+    p = _subparser(sub, "export", "a run's net (with softmax) as MXNet symbol + params, optionally ONNX, "
+                   "plus model.json (classes, input, preprocessing)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory (fashionai train)")
+    p.add_argument("--which", default="best", choices=("best", "last"), help="weights of the run to export")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/export)")
+    p.add_argument("--onnx", action="store_true", help='also write <task>.onnx (needs: pip install -c constraints.txt -e ".[onnx]")')
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="batch of the ONNX input; 0 = any batch (dynamic). The symbol takes any batch")
+    return _cmd_export
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fashionai.export import export_run
+
+    try:
+        files = export_run(args.run, args.out, which=args.which, onnx=args.onnx, batch_size=args.batch_size or None)
+    except ImportError as err:  # the optional onnx package: the message says what to install
+        log.error("%s", err)
+        return 2
+    for path in files.values():
+        print(path)
+    return 0
+
+
+# --- launch -------------------------------------------------------------------------------------
+def _add_launch(sub: argparse._SubParsersAction) -> Handler:
+    p = _subparser(sub, "launch", "run a command as a distributed job with MXNet's launcher (ps-lite)")
+    p.add_argument("-n", "--num-workers", type=int, required=True, help="worker processes")
+    p.add_argument("-s", "--num-servers", type=int, help="parameter servers (default: as many as workers)")
+    p.add_argument("--launcher", default="local", choices=("local", "ssh", "mpi", "sge", "yarn"),
+                   help="local: every process on this host; ssh/mpi: the hosts of -H")
+    p.add_argument("-H", "--hostfile", help="hosts for ssh/mpi, one per line")
+    p.add_argument("--sync-dst-dir", help="ssh: copy the working folder to this folder on every host")
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="ssh/mpi: pass this environment variable to every process (repeatable)")
+    p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="what every worker runs, e.g. -- fashionai train --kvstore dist_sync ...")
+    return _cmd_launch
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from fashionai.distributed import launch
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    launch(job, num_workers=args.num_workers, num_servers=args.num_servers, launcher=args.launcher,
+           hostfile=args.hostfile, sync_dst_dir=args.sync_dst_dir, env=args.env)
+    return 0
+
+
 # --- demo ---------------------------------------------------------------------------------------
 def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "demo", "the whole pipeline end to end on generated demo data (no download)")
@@ -379,7 +430,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # --- main ---------------------------------------------------------------------------------------
 COMMANDS = (
     _add_demo_data, _add_prepare, _add_train, _add_evaluate, _add_predict, _add_submit,
-    _add_check_submission, _add_demo,
+    _add_check_submission, _add_export, _add_launch, _add_demo,
 )
 
 

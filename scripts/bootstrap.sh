@@ -21,7 +21,7 @@ echo "bootstrap: building $VENV with the pinned dependencies (about a minute)" >
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade "pip<25" 2>/dev/null || true
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,onnx]"
 "$VENV/bin/python" -c "import mxnet, gluoncv, cv2, sklearn, pytest, fashionai" || {
   echo "bootstrap: the environment does not import; see the errors above" >&2; exit 1; }
 echo "$want" > "$stamp"
