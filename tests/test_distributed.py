@@ -1,0 +1,84 @@
+"""Distributed training plumbing: shards, launcher arguments, and a real ps-lite job on 127.0.0.1."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fashionai.distributed import WorkerInfo, check_launched, launch_args, shard
+
+
+def test_shards_are_disjoint_cover_everything_and_interleave_classes():
+    parts = [shard(10, WorkerInfo(r, 3)) for r in range(3)]
+    assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert sorted(i for p in parts for i in p) == list(range(10))
+    assert shard(5, WorkerInfo()) == [0, 1, 2, 3, 4]
+    assert WorkerInfo(0, 2).is_chief and not WorkerInfo(1, 2).is_chief
+
+
+def test_launch_args_and_their_errors(monkeypatch):
+    argv = launch_args(["fashionai", "train"], num_workers=2, num_servers=1)
+    assert argv[0].endswith(os.path.join("mxnet", "tools", "launch.py"))
+    assert argv[1:] == ["-n", "2", "-s", "1", "--launcher", "local", "fashionai", "train"]
+    assert launch_args(["x"], num_workers=3)[1:5] == ["-n", "3", "-s", "3"]  # servers default to workers
+    with pytest.raises(ValueError, match="hostfile"):
+        launch_args(["x"], num_workers=2, launcher="ssh")
+    with pytest.raises(ValueError, match="num-workers"):
+        launch_args(["x"], num_workers=0)
+    with pytest.raises(ValueError, match="after --"):
+        launch_args([], num_workers=1)
+    monkeypatch.delenv("DMLC_ROLE", raising=False)
+    with pytest.raises(ValueError, match="fashionai launch"):
+        check_launched("dist_sync")
+    check_launched("device")  # single-process kvstores need no launcher
+
+
+WORKER = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import mxnet as mx
+    kv = mx.kv.create("dist_sync")
+    net = mx.gluon.nn.Dense(3, in_units=4)
+    mx.random.seed(0)
+    net.initialize(mx.init.Xavier())
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore=kv)
+    rng = np.random.default_rng(kv.rank)  # each worker its own data
+    for _ in range(3):
+        x = mx.nd.array(rng.normal(size=(8, 4)))
+        with mx.autograd.record():
+            loss = (net(x) ** 2).sum()
+        loss.backward()
+        trainer.step(8 * kv.num_workers)
+    np.save(os.path.join(sys.argv[1], f"w{kv.rank}.npy"), net.weight.data().asnumpy())
+""")
+
+
+def run_launcher(args, timeout):
+    """Run `fashionai launch ...` in its own process group; kill the whole group on a timeout."""
+    proc = subprocess.Popen([sys.executable, "-m", "fashionai", "launch", *args], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"launcher still running after {timeout} s:\n{out[-3000:]}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing of the job may outlive the test
+        except ProcessLookupError:
+            pass
+    return proc.returncode, out
+
+
+def test_launcher_runs_scheduler_server_and_two_workers_that_end_with_the_same_weights(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    code, out = run_launcher(["-n", "2", "-s", "1", "--", sys.executable, str(script), str(tmp_path)], 120)
+    assert code == 0, out[-3000:]
+    w0, w1 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy")
+    np.testing.assert_array_equal(w0, w1)
