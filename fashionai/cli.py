@@ -114,7 +114,8 @@ TRAIN_HELP = {
     "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
     "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
     "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
-    "kvstore": ("kvstore for several devices: device or local", ()),
+    "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "
+                "under `fashionai launch` (several processes or hosts)", ()),
     "workers": ("data loader worker processes", ("-j", "--num-workers", "--num-data-workers")),
     "epochs": ("training epochs", ("--num-epochs",)),
     "batch_size": ("images per device per step", ("-b",)),
@@ -164,7 +165,8 @@ def _add_config_flag(p: argparse.ArgumentParser, field) -> None:
 
 
 TRAIN_CHOICES = {"optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"),
-                 "balance": ("none", "sampler", "weights"), "kvstore": ("device", "local")}
+                 "balance": ("none", "sampler", "weights"),
+                 "kvstore": ("device", "local", "dist_sync", "dist_device_sync")}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> Handler:

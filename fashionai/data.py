@@ -109,8 +109,10 @@ class BalancedSampler:
 
 def make_loader(
     dataset, transform, batch_size: int, *, train: bool, workers: int = 0, balanced: bool = False,
+    sampler=None,
 ) -> mx.gluon.data.DataLoader:
-    """DataLoader over `dataset` with `transform` on the image.
+    """DataLoader over `dataset` with `transform` on the image; `sampler` replaces the training
+    order (a distributed worker's shard, see fashionai.distributed.ShardSampler).
 
     Training drops the last partial batch (`discard`) so every step has the same shape, which
     `hybridize(static_shape=True)` needs; evaluation keeps every image (`keep`) and the caller pads.
@@ -120,9 +122,10 @@ def make_loader(
 
     data = dataset.transform_first(transform)
     if train:
-        if len(dataset) < batch_size:
-            raise ValueError(f"{len(dataset)} training images is fewer than one batch ({batch_size}); lower -b")
-        sampler = BalancedSampler(labels_of(dataset)) if balanced else RandomSampler(len(dataset))
+        if sampler is None:
+            sampler = BalancedSampler(labels_of(dataset)) if balanced else RandomSampler(len(dataset))
+        if len(sampler) < batch_size:
+            raise ValueError(f"{len(sampler)} training images is fewer than one batch ({batch_size}); lower -b")
         batches = BatchSampler(sampler, batch_size, last_batch="discard")
     else:
         batches = BatchSampler(SequentialSampler(len(dataset)), batch_size, last_batch="keep")

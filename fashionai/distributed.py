@@ -1,4 +1,5 @@
-"""Multi-process data-parallel training on MXNet's parameter-server kvstore (`dist_sync`, ...).
+"""Multi-process data-parallel training on MXNet's parameter-server kvstore (`dist_sync`,
+`dist_device_sync`; `dist_async` is not offered: it needs the optimizer on the servers).
 
 MXNet's own launcher (`mxnet/tools/launch.py` with ps-lite's `dmlc_tracker`) starts a scheduler,
 servers and workers, each worker running the same `fashionai train --kvstore dist_sync` command;
@@ -27,7 +28,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DIST_KVSTORES = ("dist_sync", "dist_device_sync", "dist_async")
+DIST_KVSTORES = ("dist_sync", "dist_device_sync")
 LAUNCHERS = ("local", "ssh", "mpi", "sge", "yarn")
 
 
@@ -71,6 +72,80 @@ def shard(count: int, info: WorkerInfo) -> list[int]:
     dataset; the shards are disjoint and cover all items.
     """
     return list(range(info.rank, count, info.num_workers))
+
+
+class ShardSampler:
+    """A distributed worker's training order: each epoch, one permutation of all items (or a
+    class-balanced draw) from an RNG seeded by (seed, epoch), the same on every worker, of which
+    this worker takes every N-th item, cut to `count // N` so every worker runs the same number of
+    steps (dist_sync waits for all workers at each step; one extra batch would hang the job).
+    """
+
+    def __init__(self, labels: Sequence[int], info: WorkerInfo, seed: int, balanced: bool = False):
+        import numpy as np
+
+        self._labels = np.asarray(labels)
+        self._info, self._seed, self._balanced, self._epoch = info, seed, balanced, 0
+        self._weights = None
+        if balanced:
+            counts = np.bincount(self._labels)
+            self._weights = 1.0 / counts[self._labels]
+            self._weights /= self._weights.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Resume support: the order of epoch e does not depend on the epochs run before it."""
+        self._epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._labels) // self._info.num_workers
+
+    def __iter__(self):
+        import numpy as np
+
+        rng = np.random.default_rng([self._seed, self._epoch])
+        self._epoch += 1
+        n = len(self._labels)
+        order = rng.choice(n, size=n, p=self._weights) if self._balanced else rng.permutation(n)
+        return iter(order[shard(n, self._info)][:len(self)].tolist())
+
+
+class AuxAverager:
+    """Averages the non-trained parameters (BatchNorm running mean/var) over the workers.
+
+    The kvstore synchronises gradients only; each worker's running statistics follow its own
+    shard, so without this the workers would validate (and rank 0 save) different models.
+    Called before each validation, it makes every worker's network identical, hence the val
+    metrics too. Keys start at KEY_BASE, far above the trainer's (one per parameter).
+    """
+
+    KEY_BASE = 1_000_000
+
+    def __init__(self, net, kv, info: WorkerInfo):
+        self._kv, self._n = kv, info.num_workers
+        self._params = [p for p in net.collect_params().values() if p.grad_req == "null"]
+        self._ready = False
+
+    def _init_keys(self) -> None:
+        """First call, after a forward pass: shapes of a from-scratch net are known only then."""
+        import mxnet as mx
+
+        for i, param in enumerate(self._params):
+            self._kv.init(self.KEY_BASE + i, mx.nd.zeros(param.shape, dtype=param.dtype))
+        self._ready = True
+
+    def average(self) -> None:
+        import mxnet as mx
+
+        if not self._ready:
+            self._init_keys()
+        for i, param in enumerate(self._params):
+            key, local = self.KEY_BASE + i, param.list_data()
+            mean = mx.nd.add_n(*[d.as_in_context(local[0].context) for d in local]) / len(local)
+            self._kv.push(key, mean)
+            total = mx.nd.zeros(param.shape, dtype=param.dtype)
+            self._kv.pull(key, out=total)
+            param.set_data(total / self._n)
+        mx.nd.waitall()
 
 
 def _patch_tracker() -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from fashionai.distributed import AuxAverager, ShardSampler, WorkerInfo, check_launched, is_distributed, worker_info
 from fashionai.tasks import check_task, label_string, num_classes
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ METRIC_COLUMNS = (
 )
 CHOICES = {
     "optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"), "balance": ("none", "sampler", "weights"),
+    "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
 }
 ARCH_FIELDS = ("task", "model", "data_shape", "num_classes")  # a resume must not change these
 
@@ -206,8 +208,9 @@ def make_scheduler(config: TrainConfig, iters_per_epoch: int):
     return LRSequential(parts)
 
 
-def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: int) -> mx.gluon.Trainer:
-    """SGD/NAG with momentum and wd, the LR schedule, `head_lr_mult` on the new head, kvstore."""
+def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: int, kv=None) -> mx.gluon.Trainer:
+    """SGD/NAG with momentum and wd, the LR schedule, `head_lr_mult` on the new head, kvstore
+    (`kv`: the job's created distributed kvstore, else the `config.kvstore` name for 2+ devices)."""
     import mxnet as mx
 
     from fashionai.model import head_attr
@@ -217,6 +220,12 @@ def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: in
         net.collect_params(".*beta|.*gamma|.*bias").setattr("wd_mult", 0.0)
     # the base LR lives in the scheduler; passing learning_rate too only makes MXNet print a warning
     params = {"momentum": config.momentum, "wd": config.wd, "lr_scheduler": make_scheduler(config, iters_per_epoch)}
+    if kv is not None:
+        # Workers update locally from the summed gradients (update_on_kvstore=False): the servers
+        # then never unpickle the optimizer, whose GluonCV LR schedule they could not import, and
+        # the trainer's states stay saveable for --resume. Same result as updating on the servers.
+        return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kv,
+                                update_on_kvstore=False)
     kvstore = config.kvstore if num_devices > 1 else None
     return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
 
@@ -255,8 +264,11 @@ def pad_batch(batch: mx.nd.NDArray, size: int) -> mx.nd.NDArray:
 
 # --- one epoch ----------------------------------------------------------------------------------
 def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, epoch: int,
-                    weights: np.ndarray | None = None) -> dict[str, float]:
-    """One pass over `loader`; returns train_loss, train_acc (vs the unmixed labels), img_per_s."""
+                    weights: np.ndarray | None = None, num_workers: int = 1) -> dict[str, float]:
+    """One pass over `loader`; returns train_loss, train_acc (vs the unmixed labels), img_per_s.
+
+    With `num_workers` distributed workers the servers sum every worker's gradients, so the step
+    normalises by the global batch: the update is the mean over all workers' images."""
     import mxnet as mx
     from mxnet import autograd
 
@@ -277,7 +289,7 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
             losses = [loss_fn(o, t, w) if w is not None else loss_fn(o, t)
                       for o, t, w in zip(outputs, parts[1], w_parts)]
         autograd.backward(losses)
-        trainer.step(data.shape[0])
+        trainer.step(data.shape[0] * num_workers)
         total_loss += sum(float(l.sum().asscalar()) for l in losses)
         correct += sum(int((o.argmax(axis=1) == y.astype("float32")).sum().asscalar())
                        for o, y in zip(outputs, parts[2]))
@@ -343,8 +355,11 @@ def val_label_strings(dataset, prepared: Path, task: str) -> list[str]:
     return labels
 
 
-def make_loaders(config: TrainConfig, num_devices: int):
-    """(train loader, val loader, train labels, val label strings) for the config's task."""
+def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()):
+    """(train loader, val loader, train labels, val label strings) for the config's task.
+
+    A distributed worker trains on its shard (`ShardSampler`) and validates on the whole val split,
+    so every worker computes the same val metrics from the same synchronised weights."""
     from fashionai import data
 
     prepared = Path(config.prepared)
@@ -353,8 +368,11 @@ def make_loaders(config: TrainConfig, num_devices: int):
     step = config.batch_size * num_devices
     augment = data.train_transform(config.data_shape, min_scale=config.min_scale, jitter=config.jitter,
                                    lighting=config.lighting)
+    sampler = (ShardSampler(data.labels_of(train_set), info, config.seed, config.balance == "sampler")
+               if info.num_workers > 1 else None)
     train = data.make_loader(train_set, augment, step, train=True, workers=config.workers,
-                             balanced=config.balance == "sampler")
+                             balanced=config.balance == "sampler", sampler=sampler)
+    train.shard_sampler = sampler  # _fit sets its epoch on a resume
     val = data.make_loader(val_set, data.eval_transform(config.data_shape), step, train=False,
                            workers=config.workers)
     log.info("%s: %d train / %d val images, %d classes", config.task, len(train_set), len(val_set),
@@ -449,33 +467,54 @@ def _better(score: float, best: float) -> bool:
 def fit(config: TrainConfig) -> Path:
     """Train `config.task` and return the run directory (see the module docstring for its files)."""
     config = check_config(config)
+    kv, info = start_job(config)
+    if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
+        _fit(config, run_dir_of(config), kv, info)
+        return run_dir_of(config)
     run_dir = prepare_run_dir(config)
     handler = _log_to(run_dir)
     try:
-        _fit(config, run_dir)
+        _fit(config, run_dir, kv, info)
     finally:
         logging.getLogger("fashionai").removeHandler(handler)
         handler.close()
     return run_dir
 
 
-def _fit(config: TrainConfig, run_dir: Path) -> None:
+def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
+    """(created kvstore, this worker) of a distributed run (`--kvstore dist_*` under the launcher);
+    (None, rank 0 of 1) otherwise."""
+    if not is_distributed(config.kvstore):
+        return None, WorkerInfo()
+    import mxnet as mx
+
+    check_launched(config.kvstore)
+    kv = mx.kv.create(config.kvstore)
+    info = worker_info(kv)
+    log.info("distributed worker %d of %d (%s)", info.rank, info.num_workers, config.kvstore)
+    return kv, info
+
+
+def _fit(config: TrainConfig, run_dir: Path, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
     from fashionai.devices import resolve_devices
     from fashionai.model import build_net
     from fashionai.plots import save_curves
 
     seed_everything(config.seed)
     ctx = resolve_devices(config.devices, config.num_gpus)
-    train_loader, val_loader, train_labels, val_labels = make_loaders(config, len(ctx))
+    train_loader, val_loader, train_labels, val_labels = make_loaders(config, len(ctx), info)
     net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
                     pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
-    trainer = make_trainer(net, config, len(train_loader), len(ctx))
+    trainer = make_trainer(net, config, len(train_loader), len(ctx), kv)
+    averager = AuxAverager(net, kv, info) if kv is not None else None
     state = {"epoch": 0, "metric": BEST_METRIC, "best_score": math.nan, "best_epoch": -1, "bad_epochs": 0}
     if config.resume:
         state = load_checkpoint(run_dir, net, trainer, ctx)
         seed_everything(config.seed + state["epoch"])  # a fresh but reproducible stream per resume point
         log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state["epoch"] - 1,
                  BEST_METRIC, state["best_score"], state["best_epoch"])
+    if train_loader.shard_sampler is not None:
+        train_loader.shard_sampler.set_epoch(state["epoch"])  # a resumed job draws epoch e's order
     rows = [r for r in read_metrics(run_dir) if r["epoch"] < state["epoch"]]
     weights = class_weights(train_labels, config.num_classes) if config.balance == "weights" else None
     log.info("training %s on %s: %s, %d epochs, batch %d x %d device(s) -> %s", config.model, config.task,
@@ -483,24 +522,30 @@ def _fit(config: TrainConfig, run_dir: Path) -> None:
              len(ctx), run_dir)
     for epoch in range(state["epoch"], config.epochs):
         start = time.time()
-        row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights)}
+        row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights,
+                                                 info.num_workers)}
+        if averager is not None:
+            averager.average()  # same BatchNorm statistics on every worker: same val metrics
         row.update(validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels))
         row.update(lr=trainer.learning_rate, epoch_s=time.time() - start)
         rows.append(row)
         log.info("%s", _epoch_line(row))
-        if _better(row[BEST_METRIC], state["best_score"]):
+        improved = _better(row[BEST_METRIC], state["best_score"])
+        if improved:
             state.update(best_score=row[BEST_METRIC], best_epoch=epoch, bad_epochs=0)
-            atomic_save(run_dir / "best.params", net.save_parameters)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        write_metrics(rows, run_dir)
-        save_checkpoint(net, trainer, state, run_dir)
-        save_curves(rows, run_dir / "curves.png")
+        if info.is_chief:
+            if improved:
+                atomic_save(run_dir / "best.params", net.save_parameters)
+            write_metrics(rows, run_dir)
+            save_checkpoint(net, trainer, state, run_dir)
+            save_curves(rows, run_dir / "curves.png")
         if config.patience and state["bad_epochs"] >= config.patience:
             log.info("early stop: no %s gain for %d epochs", BEST_METRIC, state["bad_epochs"])
             break
-    if state["best_epoch"] < 0:  # every epoch's mAP undefined: keep the last weights as "best"
+    if state["best_epoch"] < 0 and info.is_chief:  # every epoch's mAP undefined: keep the last as "best"
         atomic_save(run_dir / "best.params", net.save_parameters)
     log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, state["best_score"], state["best_epoch"],
              run_dir)

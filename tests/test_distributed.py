@@ -82,3 +82,33 @@ def test_launcher_runs_scheduler_server_and_two_workers_that_end_with_the_same_w
     assert code == 0, out[-3000:]
     w0, w1 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy")
     np.testing.assert_array_equal(w0, w1)
+
+
+def _val_lines(out):
+    """{epoch: [val part of each worker's epoch line]} from the job's combined log."""
+    lines = {}
+    for line in out.splitlines():
+        if "[Epoch " in line:
+            epoch = int(line.split("[Epoch ")[1].split("]")[0])
+            lines.setdefault(epoch, []).append(line.split("| val: ")[1].split(" | lr=")[0])
+    return lines
+
+
+@pytest.mark.slow
+def test_fashionai_train_under_the_launcher_two_workers_one_run_dir_same_val_metrics(prepared_data, tmp_path):
+    out_root = tmp_path / "runs"
+    train = [sys.executable, "-m", "fashionai", "train", "--preset", "demo", "--task", "skirt_length_labels",
+             "--prepared", str(prepared_data), "--out", str(out_root), "--name", "dist", "--kvstore", "dist_sync",
+             "--epochs", "3", "--data-shape", "32", "--batch-size", "8", "--warmup-epochs", "0"]
+    code, out = run_launcher(["-n", "2", "-s", "1", "--", *train], 240)
+    assert code == 0, out[-3000:]
+    assert out.count("distributed worker") == 2
+    val = _val_lines(out)
+    assert sorted(val) == [0, 1, 2]
+    for epoch, (a, b) in val.items():  # BatchNorm statistics averaged: both workers hold one model
+        assert a == b, (epoch, a, b)
+    run = out_root / "skirt_length_labels" / "dist"
+    assert [p.name for p in (out_root / "skirt_length_labels").iterdir()] == ["dist"]  # rank 0 alone wrote
+    for name in ("config.json", "metrics.csv", "best.params", "last.params", "last.states", "checkpoint.json"):
+        assert (run / name).is_file(), name
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
