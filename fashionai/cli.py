@@ -113,6 +113,8 @@ TRAIN_HELP = {
     "download": ("allow downloading the pretrained weights from the model zoo", ()),
     "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
     "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
+    "dtype": ("training precision: float32, bfloat16 (AMP on CPUs with BF16 kernels) or float16 (AMP on "
+              "GPUs); refused where the hardware cannot run it", ()),
     "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
     "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "
                 "under `fashionai launch` (several processes or hosts)", ()),
@@ -166,7 +168,8 @@ def _add_config_flag(p: argparse.ArgumentParser, field) -> None:
 
 TRAIN_CHOICES = {"optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"),
                  "balance": ("none", "sampler", "weights"),
-                 "kvstore": ("device", "local", "dist_sync", "dist_device_sync")}
+                 "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
+                 "dtype": ("float32", "bfloat16", "float16")}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> Handler:

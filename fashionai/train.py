@@ -48,6 +48,7 @@ METRIC_COLUMNS = (
 CHOICES = {
     "optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"), "balance": ("none", "sampler", "weights"),
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
+    "dtype": ("float32", "bfloat16", "float16"),
 }
 ARCH_FIELDS = ("task", "model", "data_shape", "num_classes")  # a resume must not change these
 
@@ -67,6 +68,7 @@ class TrainConfig:
     download: bool = False
     mxnet_home: str = ""
     devices: str = "auto"
+    dtype: str = "float32"
     num_gpus: int | None = None
     kvstore: str = "device"
     workers: int = 4
@@ -125,6 +127,8 @@ class TrainConfig:
             optimizer="nag", lr=0.1, wd=1e-4, lr_mode="cosine", warmup_epochs=1, lr_steps=[],
             min_scale=0.6, jitter=0.2, lighting=0.0, seed=0,
         )
+        if changes.get("epochs", preset["epochs"]) < 2 and "warmup_epochs" not in changes:
+            preset["warmup_epochs"] = 0  # a one-epoch run has no room for a warm-up
         return cls.from_dict({**preset, **changes})
 
 
@@ -230,6 +234,42 @@ def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: in
     return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
 
 
+def check_dtype(dtype: str, ctx: Sequence) -> None:
+    """Refuse a training precision the devices cannot run, before anything is built.
+
+    float16 AMP needs GPUs (MXNet has no FP16 GEMM on CPU); bfloat16 AMP needs CPUs whose oneDNN
+    build runs BF16 kernels (AVX-512 and up), which a one-layer probe answers directly.
+    """
+    if dtype == "float32":
+        return
+    on_gpu = all(c.device_type == "gpu" for c in ctx)
+    if dtype == "float16" and not on_gpu:
+        raise ValueError("--dtype float16 needs GPUs (MXNet has no FP16 matrix multiply on CPU); "
+                         "on a CPU use --dtype bfloat16 where supported, else float32")
+    if dtype == "bfloat16":
+        if on_gpu:
+            raise ValueError("--dtype bfloat16 is for CPUs in MXNet 1.9; on GPUs use --dtype float16")
+        from fashionai.precision_probe import bf16_supported
+
+        ok, why = bf16_supported()
+        if not ok:
+            raise ValueError(f"--dtype bfloat16 is not supported on this CPU ({why}); use float32")
+
+
+def start_amp(dtype: str) -> None:
+    """Switch MXNet to automatic mixed precision for this process (before the net is built).
+
+    `amp.init` rewrites MXNet's operators process-wide and cannot be undone: one training
+    process per precision (the CLI runs one), never a mix in one process.
+    """
+    if dtype == "float32":
+        return
+    from mxnet.contrib import amp
+
+    amp.init(target_dtype=dtype)
+    log.info("automatic mixed precision: %s compute, float32 master weights", dtype)
+
+
 def soft_targets(labels: mx.nd.NDArray, k: int, smoothing: float) -> mx.nd.NDArray:
     """(B,) class indices -> (B, K) targets: one-hot, smoothed to (1 - s) + s / K on the class."""
     import mxnet as mx
@@ -288,7 +328,13 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
             outputs = [net(x) for x in parts[0]]
             losses = [loss_fn(o, t, w) if w is not None else loss_fn(o, t)
                       for o, t, w in zip(outputs, parts[1], w_parts)]
-        autograd.backward(losses)
+        if config.dtype != "float32":  # AMP: dynamic loss scaling, overflowing steps are skipped
+            from mxnet.contrib import amp
+
+            with amp.scale_loss(losses, trainer) as scaled:
+                autograd.backward(scaled)
+        else:
+            autograd.backward(losses)
         trainer.step(data.shape[0] * num_workers)
         total_loss += sum(float(l.sum().asscalar()) for l in losses)
         correct += sum(int((o.argmax(axis=1) == y.astype("float32")).sum().asscalar())
@@ -466,15 +512,19 @@ def _better(score: float, best: float) -> bool:
 # --- fit ----------------------------------------------------------------------------------------
 def fit(config: TrainConfig) -> Path:
     """Train `config.task` and return the run directory (see the module docstring for its files)."""
+    from fashionai.devices import resolve_devices
+
     config = check_config(config)
+    ctx = resolve_devices(config.devices, config.num_gpus)
+    check_dtype(config.dtype, ctx)  # before anything is written
     kv, info = start_job(config)
     if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
-        _fit(config, run_dir_of(config), kv, info)
+        _fit(config, run_dir_of(config), ctx, kv, info)
         return run_dir_of(config)
     run_dir = prepare_run_dir(config)
     handler = _log_to(run_dir)
     try:
-        _fit(config, run_dir, kv, info)
+        _fit(config, run_dir, ctx, kv, info)
     finally:
         logging.getLogger("fashionai").removeHandler(handler)
         handler.close()
@@ -495,18 +545,21 @@ def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
     return kv, info
 
 
-def _fit(config: TrainConfig, run_dir: Path, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
-    from fashionai.devices import resolve_devices
+def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
     from fashionai.model import build_net
     from fashionai.plots import save_curves
 
     seed_everything(config.seed)
-    ctx = resolve_devices(config.devices, config.num_gpus)
+    start_amp(config.dtype)
     train_loader, val_loader, train_labels, val_labels = make_loaders(config, len(ctx), info)
     net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
                     pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
     trainer = make_trainer(net, config, len(train_loader), len(ctx), kv)
     averager = AuxAverager(net, kv, info) if kv is not None else None
+    if config.dtype != "float32":
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
     state = {"epoch": 0, "metric": BEST_METRIC, "best_score": math.nan, "best_epoch": -1, "bad_epochs": 0}
     if config.resume:
         state = load_checkpoint(run_dir, net, trainer, ctx)
