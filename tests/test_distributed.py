@@ -84,6 +84,11 @@ def test_launcher_runs_scheduler_server_and_two_workers_that_end_with_the_same_w
     np.testing.assert_array_equal(w0, w1)
 
 
+def _numbers(text):
+    """[floats] of 'loss=1.0 acc=0.5 ...'."""
+    return [float(part.split("=")[1]) for part in text.split()]
+
+
 def _val_lines(out):
     """{epoch: [val part of each worker's epoch line]} from the job's combined log."""
     lines = {}
@@ -106,7 +111,8 @@ def test_fashionai_train_under_the_launcher_two_workers_one_run_dir_same_val_met
     val = _val_lines(out)
     assert sorted(val) == [0, 1, 2]
     for epoch, (a, b) in val.items():  # BatchNorm statistics averaged: both workers hold one model
-        assert a == b, (epoch, a, b)
+        # equal up to float32 reduction order in multithreaded kernels
+        assert _numbers(a) == pytest.approx(_numbers(b), rel=1e-4), (epoch, a, b)
     run = out_root / "skirt_length_labels" / "dist"
     assert [p.name for p in (out_root / "skirt_length_labels").iterdir()] == ["dist"]  # rank 0 alone wrote
     for name in ("config.json", "metrics.csv", "best.params", "last.params", "last.states", "checkpoint.json"):
