@@ -40,7 +40,7 @@ def _subparser(sub: argparse._SubParsersAction, name: str, summary: str) -> argp
 def _add_demo_data(sub: argparse._SubParsersAction) -> Handler:
     p = _subparser(sub, "demo-data", "write a small learnable dataset in the FashionAI layout")
     p.add_argument("out", help="output data root (gets base/, web/, rank/)")
-    p.add_argument("--train-per-class", type=int, default=30, help="base/ images per class")
+    p.add_argument("--train-per-class", type=int, default=80, help="base/ images per class")
     p.add_argument("--test-per-class", type=int, default=8, help="rank/ question images per class")
     p.add_argument("--warmup-per-class", type=int, default=10, help="web/ warm-up images per skirt class")
     p.add_argument("--min-size", type=int, default=160, help="smallest long side of an image, px")
@@ -410,7 +410,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--workdir", default="demo", help="where data, prepared, runs and submissions go (replaced)")
     p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the split and training")
-    p.add_argument("--train-per-class", type=int, default=30, help="demo base/ images per class")
+    p.add_argument("--train-per-class", type=int, default=80, help="demo base/ images per class")
     p.add_argument("--test-per-class", type=int, default=8, help="demo test questions per class")
     p.add_argument("--tta", default="ten-crop", help="test-time views of the submission (see submit)")
     p.add_argument("--epochs", type=int, help="override the demo preset's epochs")

@@ -59,7 +59,7 @@ def best_row(run_dir: Path) -> dict[str, float]:
 
 def run_demo(
     workdir: str | Path = "demo", *, tasks: str | Sequence[str] = "all", seed: int = 0,
-    train_per_class: int = 30, test_per_class: int = 8, val_fraction: float = 0.2,
+    train_per_class: int = 80, test_per_class: int = 8, val_fraction: float = 0.2,
     tta: str = "ten-crop", train_overrides: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run every stage on fresh demo data in `workdir`; `train_overrides` change the demo preset

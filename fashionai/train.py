@@ -119,11 +119,14 @@ class TrainConfig:
     @classmethod
     def demo(cls, task: str, prepared: str | Path, out: str | Path, **changes: Any) -> TrainConfig:
         """The from-scratch setting for generated demo data (README, "Training"): all 8 tasks in
-        about 5 minutes on 2 CPU cores. Crops keep >= 60% of the image: the length classes are
+        about 5 minutes on 2 CPU cores. mobilenet0.25 at 64 px trains ~15x faster than
+        cifar_resnet20_v1 at 64 px here (1200 vs 63 img/s compute) and, given 25 epochs, learns the
+        demo classes better (skirt / collar / neckline val acc 0.59 / 0.86 / 0.78 at 80 images per
+        class, chance 0.17 / 0.2 / 0.1). Crops keep >= 60% of the image: the length classes are
         about where a hem ends, which small crops would cut away."""
         preset = dict(
-            task=task, prepared=str(prepared), out=str(out), name="demo", model="cifar_resnet20_v1",
-            data_shape=64, pretrained="none", devices="auto", workers=0, epochs=15, batch_size=32,
+            task=task, prepared=str(prepared), out=str(out), name="demo", model="mobilenet0.25",
+            data_shape=64, pretrained="none", devices="auto", workers=0, epochs=25, batch_size=32,
             optimizer="nag", lr=0.1, wd=1e-4, lr_mode="cosine", warmup_epochs=1, lr_steps=[],
             min_scale=0.6, jitter=0.2, lighting=0.0, seed=0,
         )

@@ -43,6 +43,6 @@ def trained_run(prepared_data, tmp_path_factory):
     from fashionai.train import TrainConfig, fit
 
     out = tmp_path_factory.mktemp("runs")
-    config = TrainConfig.demo("skirt_length_labels", prepared_data, out, data_shape=32, epochs=2,
-                              batch_size=16, warmup_epochs=0)
+    config = TrainConfig.demo("skirt_length_labels", prepared_data, out, model="cifar_resnet20_v1",
+                              data_shape=32, epochs=2, batch_size=16, warmup_epochs=0)
     return fit(config)
