@@ -737,7 +737,7 @@ def _check_args(counts: dict[str, int], min_size: int, max_size: int, maybe_frac
 
 
 def make_demo_data(
-    out: str | Path, *, train_per_class: int = 30, test_per_class: int = 8, warmup_per_class: int = 10,
+    out: str | Path, *, train_per_class: int = 80, test_per_class: int = 8, warmup_per_class: int = 10,
     min_size: int = 160, max_size: int = 256, maybe_fraction: float = 0.05, seed: int = 0,
     tasks: Sequence[str] = TASK_NAMES, quality: int = 90, overwrite: bool = False,
 ) -> dict:
