@@ -139,6 +139,13 @@ TRAIN_HELP = {
     "jitter": ("colour jitter strength (0 = off)", ()),
     "lighting": ("PCA lighting noise (0 = off)", ()),
     "patience": ("early stop after this many epochs without a val mAP gain (0 = off)", ()),
+    "freeze_backbone": ("train the new head only (backbone weights fixed)", ()),
+    "cache_features": ("with --freeze-backbone: compute the backbone's features once, cache them under "
+                       "PREPARED/feature_cache/, and train the head on them (seconds per epoch)", ()),
+    "cache_views": ("views cached per training image: none, flip, five-crop, ten-crop", ()),
+    "fine_tune_epochs": ("after the --epochs of head training, unfreeze and fine-tune the whole net for "
+                         "this many epochs", ()),
+    "fine_tune_lr_mult": ("LR of the fine-tuning epochs = --lr x this", ()),
     "seed": ("seed of python, numpy and mxnet", ()),
     "resume": ("continue the run in this folder from its last checkpoint", ()),
 }
@@ -160,16 +167,12 @@ def _add_config_flag(p: argparse.ArgumentParser, field) -> None:
         kw["type"] = int
     else:
         kw["type"] = type(default)
-    if field.name in TRAIN_CHOICES:
-        kw["choices"] = TRAIN_CHOICES[field.name]
+    from fashionai.train import CHOICES
+
+    if field.name in CHOICES:
+        kw["choices"] = CHOICES[field.name]
     kw["help"] += f" (default: {default!r})" if default not in ("", None) else ""
     p.add_argument(*flags, **kw)
-
-
-TRAIN_CHOICES = {"optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"),
-                 "balance": ("none", "sampler", "weights"),
-                 "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
-                 "dtype": ("float32", "bfloat16", "float16")}
 
 
 def _add_train(sub: argparse._SubParsersAction) -> Handler:

@@ -49,6 +49,7 @@ CHOICES = {
     "optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"), "balance": ("none", "sampler", "weights"),
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
     "dtype": ("float32", "bfloat16", "float16"),
+    "cache_views": ("none", "flip", "five-crop", "ten-crop"),
 }
 ARCH_FIELDS = ("task", "model", "data_shape", "num_classes")  # a resume must not change these
 
@@ -92,6 +93,11 @@ class TrainConfig:
     jitter: float = 0.4
     lighting: float = 0.1
     patience: int = 0
+    freeze_backbone: bool = False
+    cache_features: bool = False
+    cache_views: str = "none"
+    fine_tune_epochs: int = 0
+    fine_tune_lr_mult: float = 0.1
     seed: int = 0
     resume: str = ""
 
@@ -166,11 +172,32 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise ValueError("min_scale must be in (0, 1], label_smoothing in [0, 1), mixup >= 0")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs:
         raise ValueError(f"warmup_epochs ({config.warmup_epochs}) must be < epochs ({config.epochs})")
+    check_head_training(config)
     k = num_classes(config.task)
     if config.num_classes not in (0, k):
         raise ValueError(f"num_classes {config.num_classes} != {k} classes of {config.task}")
     name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
     return config.replace(num_classes=k, name=name, lr_steps=[int(s) for s in config.lr_steps])
+
+
+def check_head_training(config: TrainConfig) -> None:
+    """Refuse feature-cache options that cannot mean what they say (before anything is written)."""
+    if config.fine_tune_epochs < 0:
+        raise ValueError("fine_tune_epochs must be >= 0")
+    if not config.cache_features:
+        return
+    why = {
+        "needs --freeze-backbone (features of a backbone that trains go stale every step)":
+            not config.freeze_backbone,
+        "cannot run under a distributed kvstore (each worker would cache every image)":
+            is_distributed(config.kvstore),
+        "takes one view per cached sample: no mixup": config.mixup > 0,
+        "has no sampler: use --balance weights": config.balance == "sampler",
+        "reads the JPEG folders: use --input folder": getattr(config, "input", "folder") != "folder",
+    }
+    problems = [reason for reason, bad in why.items() if bad]
+    if problems:
+        raise ValueError("--cache-features " + "; ".join(problems))
 
 
 # --- small pieces -------------------------------------------------------------------------------
@@ -368,9 +395,14 @@ def predict_loader(net, loader, ctx: Sequence, step: int) -> tuple[np.ndarray, n
 
 def validate(net, loader, ctx: Sequence, step: int, label_strings: Sequence[str]) -> dict[str, float]:
     """val_loss (cross-entropy), val_acc, val_map (official AP) and val_basic_precision."""
+    probs, y = predict_loader(net, loader, ctx, step)
+    return val_metrics(probs, y, label_strings)
+
+
+def val_metrics(probs: np.ndarray, y: np.ndarray, label_strings: Sequence[str]) -> dict[str, float]:
+    """The per-epoch val figures of (N, K) probabilities against class indices and label strings."""
     from fashionai.metrics import accuracy, basic_precision, official_ap
 
-    probs, y = predict_loader(net, loader, ctx, step)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))))
     return {"val_loss": loss, "val_acc": accuracy(probs, y), "val_map": official_ap(probs, label_strings),
             "val_basic_precision": basic_precision(probs, label_strings)}
@@ -464,14 +496,20 @@ def save_checkpoint(net, trainer, state: dict, run_dir: Path) -> None:
     atomic_write(run_dir / "checkpoint.json", json.dumps(state, indent=2) + "\n")
 
 
-def load_checkpoint(run_dir: Path, net, trainer, ctx: Sequence) -> dict:
-    """Restore weights and trainer state (momentum, update count, schedule); returns checkpoint.json."""
+def read_checkpoint(run_dir: Path) -> dict:
+    """checkpoint.json: the epoch to resume at, the best score, the early-stopping count."""
     path = run_dir / "checkpoint.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from (did the first epoch finish?)")
+    return json.loads(path.read_text())
+
+
+def load_checkpoint(run_dir: Path, net, trainer, ctx: Sequence) -> dict:
+    """Restore weights and trainer state (momentum, update count, schedule); returns checkpoint.json."""
+    state = read_checkpoint(run_dir)
     net.load_parameters(str(run_dir / "last.params"), ctx=list(ctx))
     trainer.load_states(str(run_dir / "last.states"))
-    return json.loads(path.read_text())
+    return state
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:
@@ -487,6 +525,46 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir)
     return run_dir
+
+
+class RunWriter:
+    """Writes the run directory after each epoch, at most every `every_s` seconds for fast epochs.
+
+    metrics.csv is rewritten every epoch; the checkpoint, best.params and curves.png (a matplotlib
+    figure: ~0.3 s) only when `every_s` has passed since the last write and at the end, so
+    sub-second epochs (head training on cached features) are not dominated by file writes. The
+    best epoch's weights are kept in memory until then, so best.params is still that epoch's.
+    """
+
+    def __init__(self, run_dir: Path, every_s: float = 10.0):
+        self.run_dir, self.every_s = run_dir, every_s
+        self.last_write = time.time()
+        self.best: dict | None = None
+
+    def epoch_done(self, net, trainer, state: dict, rows: list[dict], improved: bool) -> None:
+        write_metrics(rows, self.run_dir)
+        if improved:
+            # structural names and reduced values: what save_parameters would write now
+            self.best = {k: p._reduce() for k, p in net._collect_params_with_prefix().items()}
+        if time.time() - self.last_write >= self.every_s:
+            self.flush(net, trainer, state, rows)
+
+    def flush(self, net, trainer, state: dict, rows: list[dict], final: bool = False) -> None:
+        """best.params (if a better epoch came since), the checkpoint, curves.png."""
+        import mxnet as mx
+
+        from fashionai.plots import save_curves
+
+        if self.best is not None:
+            best = self.best
+            atomic_save(self.run_dir / "best.params", lambda f: mx.nd.save(f, best))
+            self.best = None
+        elif final and not (self.run_dir / "best.params").is_file():
+            atomic_save(self.run_dir / "best.params", net.save_parameters)  # every val mAP undefined
+        if rows:
+            save_checkpoint(net, trainer, state, self.run_dir)
+            save_curves(rows, self.run_dir / "curves.png")
+        self.last_write = time.time()
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
@@ -548,24 +626,57 @@ def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
     return kv, info
 
 
+def _stage_trainer(net, config: TrainConfig, epoch: int, iters: int, ndev: int, kv, frozen: dict | None):
+    """The trainer for `epoch`: the configured one before `config.epochs`, then (fine-tuning) one
+    over the unfrozen net with LR x fine_tune_lr_mult on its own schedule, no warm-up."""
+    if epoch >= config.epochs:
+        from fashionai.features import unfreeze
+
+        if frozen is not None:
+            unfreeze(net, frozen)
+        config = config.replace(lr=config.lr * config.fine_tune_lr_mult, epochs=config.fine_tune_epochs,
+                                warmup_epochs=0, lr_steps=[])
+    trainer = make_trainer(net, config, iters, ndev, kv)
+    if config.dtype != "float32":
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
+    return trainer
+
+
+def _head_stage(net, config: TrainConfig, ctx: Sequence):
+    """The cached-feature head stage (`--cache-features`), or None."""
+    if not config.cache_features:
+        return None
+    from fashionai import data
+    from fashionai.features import HeadStage
+
+    prepared = Path(config.prepared)
+    train = data.image_folder(data.split_dir(prepared, config.task, "train"), config.num_classes).items
+    val = data.image_folder(data.split_dir(prepared, config.task, "val"), config.num_classes).items
+    return HeadStage(net, config, ctx, [Path(p) for p, _ in train], np.array([y for _, y in train]),
+                     [Path(p) for p, _ in val], np.array([y for _, y in val]))
+
+
 def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
+    from fashionai.features import freeze_backbone
     from fashionai.model import build_net
-    from fashionai.plots import save_curves
 
     seed_everything(config.seed)
     start_amp(config.dtype)
     train_loader, val_loader, train_labels, val_labels = make_loaders(config, len(ctx), info)
     net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
                     pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
-    trainer = make_trainer(net, config, len(train_loader), len(ctx), kv)
-    averager = AuxAverager(net, kv, info) if kv is not None else None
-    if config.dtype != "float32":
-        from mxnet.contrib import amp
-
-        amp.init_trainer(trainer)
+    frozen = freeze_backbone(net) if config.freeze_backbone else None
     state = {"epoch": 0, "metric": BEST_METRIC, "best_score": math.nan, "best_epoch": -1, "bad_epochs": 0}
     if config.resume:
-        state = load_checkpoint(run_dir, net, trainer, ctx)
+        state = read_checkpoint(run_dir)
+    head = _head_stage(net, config, ctx) if state["epoch"] < config.epochs else None
+    iters = head.iters_per_epoch() if head is not None else len(train_loader)
+    trainer = _stage_trainer(net, config, state["epoch"], iters, len(ctx), kv, frozen)
+    averager = AuxAverager(net, kv, info) if kv is not None else None
+    if config.resume:
+        load_checkpoint(run_dir, net, trainer, ctx)
         seed_everything(config.seed + state["epoch"])  # a fresh but reproducible stream per resume point
         log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state["epoch"] - 1,
                  BEST_METRIC, state["best_score"], state["best_epoch"])
@@ -573,16 +684,28 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
         train_loader.shard_sampler.set_epoch(state["epoch"])  # a resumed job draws epoch e's order
     rows = [r for r in read_metrics(run_dir) if r["epoch"] < state["epoch"]]
     weights = class_weights(train_labels, config.num_classes) if config.balance == "weights" else None
-    log.info("training %s on %s: %s, %d epochs, batch %d x %d device(s) -> %s", config.model, config.task,
-             config.pretrained if not config.resume else "resumed", config.epochs, config.batch_size,
+    total = config.epochs + config.fine_tune_epochs
+    log.info("training %s on %s: %s, %d epochs%s, batch %d x %d device(s) -> %s", config.model, config.task,
+             config.pretrained if not config.resume else "resumed", config.epochs,
+             f" + {config.fine_tune_epochs} fine-tuning" if config.fine_tune_epochs else "", config.batch_size,
              len(ctx), run_dir)
-    for epoch in range(state["epoch"], config.epochs):
+    writer = RunWriter(run_dir) if info.is_chief else None
+    first = state["epoch"]
+    for epoch in range(first, total):
+        if epoch == config.epochs and epoch != first:
+            trainer = _stage_trainer(net, config, epoch, len(train_loader), len(ctx), kv, frozen)
+            log.info("fine-tuning the whole net for %d epochs at lr %.3g", config.fine_tune_epochs,
+                     config.lr * config.fine_tune_lr_mult)
         start = time.time()
-        row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights,
-                                                 info.num_workers)}
-        if averager is not None:
-            averager.average()  # same BatchNorm statistics on every worker: same val metrics
-        row.update(validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels))
+        if head is not None and epoch < config.epochs:
+            row = {"epoch": epoch, **head.train_epoch(trainer, weights)}
+            row.update(val_metrics(head.val_probs(), head.val_y, val_labels))
+        else:
+            row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights,
+                                                     info.num_workers)}
+            if averager is not None:
+                averager.average()  # same BatchNorm statistics on every worker: same val metrics
+            row.update(validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels))
         row.update(lr=trainer.learning_rate, epoch_s=time.time() - start)
         rows.append(row)
         log.info("%s", _epoch_line(row))
@@ -592,16 +715,12 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        if info.is_chief:
-            if improved:
-                atomic_save(run_dir / "best.params", net.save_parameters)
-            write_metrics(rows, run_dir)
-            save_checkpoint(net, trainer, state, run_dir)
-            save_curves(rows, run_dir / "curves.png")
+        if writer is not None:
+            writer.epoch_done(net, trainer, state, rows, improved)
         if config.patience and state["bad_epochs"] >= config.patience:
             log.info("early stop: no %s gain for %d epochs", BEST_METRIC, state["bad_epochs"])
             break
-    if state["best_epoch"] < 0 and info.is_chief:  # every epoch's mAP undefined: keep the last as "best"
-        atomic_save(run_dir / "best.params", net.save_parameters)
+    if writer is not None:
+        writer.flush(net, trainer, state, rows, final=True)
     log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, state["best_score"], state["best_epoch"],
              run_dir)

@@ -1,0 +1,124 @@
+"""Head training from cached backbone features: the right features, a cache that is reused, a head
+that learns on a transferred backbone, and a fine-tuning stage that really unfreezes."""
+
+import logging
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fashionai.demodata import make_demo_data
+from fashionai.features import (cache_file, feature_block, freeze_backbone, load_cache, unfreeze,
+                                weights_id)
+from fashionai.model import build_net, head_attr
+from fashionai.prepare import prepare
+from fashionai.train import TrainConfig, check_config, fit, read_metrics
+
+TARGET = "collar_design_labels"  # 5 classes
+
+
+@pytest.mark.parametrize("model", ["mobilenet0.25", "resnet18_v1b", "cifar_resnet20_v1"])
+def test_the_head_on_the_feature_block_is_the_whole_net(model):
+    """Cached features are only useful if head(features(x)) is exactly what the net predicts."""
+    net = build_net(model, 4, ctx=[mx.cpu()])
+    x = mx.nd.random.uniform(shape=(3, 3, 32, 32))
+    features = feature_block(net)(x)
+    assert features.ndim == 2 and features.shape[0] == 3
+    np.testing.assert_allclose(getattr(net, head_attr(net))(features).asnumpy(), net(x).asnumpy(), atol=1e-5)
+
+
+def test_freezing_stops_backbone_gradients_and_unfreezing_restores_them():
+    """BatchNorm running statistics never take gradients, before or after fine-tuning."""
+    net = build_net("mobilenet0.25", 3, ctx=[mx.cpu()])
+    before = {n: p.grad_req for n, p in net.collect_params().items()}
+    head = set(getattr(net, head_attr(net)).collect_params())
+    saved = freeze_backbone(net)
+    assert {n for n, p in net.collect_params().items() if p.grad_req != "null"} == head
+    unfreeze(net, saved)
+    assert {n: p.grad_req for n, p in net.collect_params().items()} == before
+    assert any(n.endswith("running_mean") and r == "null" for n, r in before.items())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"cache_features": True}, "needs --freeze-backbone"),
+    ({"cache_features": True, "freeze_backbone": True, "mixup": 0.2}, "no mixup"),
+    ({"cache_features": True, "freeze_backbone": True, "balance": "sampler"}, "--balance weights"),
+    ({"cache_features": True, "freeze_backbone": True, "kvstore": "dist_sync"}, "distributed"),
+    ({"fine_tune_epochs": -1}, "fine_tune_epochs"),
+])
+def test_meaningless_cache_settings_are_refused(changes, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        check_config(TrainConfig.demo(TARGET, tmp_path, tmp_path, **changes))
+
+
+def test_weights_id_follows_the_backbone(tmp_path):
+    """Features of different backbones must never share a cache file."""
+    a, b = tmp_path / "a.params", tmp_path / "b.params"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    assert len({weights_id(str(a), 0), weights_id(str(b), 0), weights_id("none", 0), weights_id("none", 1)}) == 4
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Small collar data and a briefly trained backbone: cheap, for the mechanics (not quality)."""
+    root = tmp_path_factory.mktemp("features")
+    make_demo_data(root / "data", tasks=[TARGET], train_per_class=16, test_per_class=1, warmup_per_class=0,
+                   min_size=64, max_size=96, seed=3)
+    prepare(root / "data", root / "prepared", val_fraction=0.25, workers=2)
+    source = fit(TrainConfig.demo(TARGET, root / "prepared", root / "runs", name="source", data_shape=32,
+                                  epochs=2))
+    return root, source / "best.params"
+
+
+def _head_config(root, backbone, **changes):
+    settings = dict(pretrained=str(backbone), data_shape=32, freeze_backbone=True, cache_features=True,
+                    epochs=10, warmup_epochs=0)
+    return TrainConfig.demo(TARGET, root / "prepared", root / "runs", **{**settings, **changes})
+
+
+def test_the_cache_is_reused_and_head_epochs_are_fast(small, caplog):
+    """A second run reads every feature from the cache (keyed by image content) and reproduces the
+    first run exactly; head epochs take a fraction of a second."""
+    root, backbone = small
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        first = fit(_head_config(root, backbone, name="head1"))
+    assert "(0 from the cache" in caplog.text
+    rows = read_metrics(first)
+    assert len(rows) == 10 and np.median([r["epoch_s"] for r in rows]) < 1.0
+    cache = cache_file(root / "prepared", "mobilenet0.25", 32, weights_id(str(backbone), 0), "none")
+    assert len(load_cache(cache)) == 16 * 5  # every train and val image
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        second = fit(_head_config(root, backbone, name="head2"))
+    assert "(0 from the cache" not in caplog.text and ", 0 computed)" in caplog.text
+    assert [r["val_map"] for r in read_metrics(second)] == [r["val_map"] for r in rows]
+
+
+def test_fine_tuning_after_the_head_stage_trains_the_backbone(small):
+    """The head stage leaves the backbone as loaded; the fine-tuning epochs change it, at the
+    configured fraction of the LR."""
+    root, backbone = small
+    run = fit(_head_config(root, backbone, name="two-stage", epochs=3, fine_tune_epochs=1,
+                           fine_tune_lr_mult=0.5, lr_mode="step", lr_steps=[], cache_views="flip"))
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert rows[-1]["lr"] == pytest.approx(0.05) and rows[0]["lr"] == pytest.approx(0.1)
+    loaded, trained = mx.nd.load(str(backbone)), mx.nd.load(str(run / "last.params"))
+    head = head_attr(build_net("mobilenet0.25", 5, ctx=[mx.cpu()]))
+    changed = [k for k in loaded if not k.startswith(head) and not np.array_equal(
+        loaded[k].asnumpy(), trained[k].asnumpy())]
+    assert any(k.endswith("weight") for k in changed)
+
+
+@pytest.mark.slow
+def test_a_fresh_head_on_cached_features_of_a_trained_backbone_learns(tmp_path):
+    """Features of a backbone that knows the task are enough for a new head: trained alone from
+    the cache it gets far above chance (0.2) on collar designs, as the whole net did."""
+    make_demo_data(tmp_path / "data", tasks=[TARGET], warmup_per_class=0, test_per_class=1, seed=5)
+    prepare(tmp_path / "data", tmp_path / "prepared", val_fraction=0.2, workers=2)
+    source = fit(TrainConfig.demo(TARGET, tmp_path / "prepared", tmp_path / "runs", name="source"))
+    head = fit(_head_config(tmp_path, source / "best.params", name="head", data_shape=64, epochs=30))
+    assert max(r["val_acc"] for r in read_metrics(source)) >= 0.6
+    rows = read_metrics(head)
+    assert max(r["val_acc"] for r in rows) >= 0.6 and max(r["val_map"] for r in rows) >= 0.75
