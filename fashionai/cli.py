@@ -102,6 +102,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 # flag names (--num-epochs, --lr-decay, --input-size, -j, ...).
 TRAIN_HELP = {
     "task": ("attribute task, e.g. skirt_length_labels", ()),
+    "tasks": ("instead of --task: one net with a head per task, trained on their union: length, design, "
+              "all or a comma list; split into one run per task at the end", ()),
     "prepared": ("prepared root (fashionai prepare --out)", ("--data-dir",)),
     "out": ("runs root: the run goes to OUT/<task>/<name>", ("--save-dir",)),
     "name": ("run name (default: <model>_<px>px_<time>)", ()),
@@ -200,10 +202,10 @@ def train_config(args: argparse.Namespace):
     merged = {**values, **flags}
     if flags.get("resume") and not args.config:  # a resume keeps the run's own settings unless told otherwise
         merged = {**TrainConfig.load(f"{flags['resume']}/config.json").to_dict(), **flags}
-    if not merged.get("task"):
-        raise ValueError("--task is required (or a config file with task:)")
+    if not merged.get("task") and not merged.get("tasks"):
+        raise ValueError("--task (or --tasks for a multi-task net) is required, or a config file with task:")
     if args.preset:
-        return PRESETS[args.preset](merged.pop("task"), merged.pop("prepared", "data/prepared"),
+        return PRESETS[args.preset](merged.pop("task", ""), merged.pop("prepared", "data/prepared"),
                                     merged.pop("out", "runs"), **merged)
     return TrainConfig.from_dict(merged)
 
@@ -211,8 +213,13 @@ def train_config(args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> int:
     from fashionai.train import fit, read_metrics
 
-    run_dir = fit(train_config(args))
+    config = train_config(args)
+    run_dir = fit(config)
     rows = read_metrics(run_dir)
+    if config.tasks and rows:
+        best = max(rows, key=lambda r: (r["val_map"] == r["val_map"], r["val_map"]))
+        for task in [k.split("/", 1)[1] for k in best if k.startswith("val_map/")]:
+            print(f"{task}: val mAP {best[f'val_map/{task}']:.4f} -> {run_dir.parent.parent / task / run_dir.name}")
     if rows:
         best = max(rows, key=lambda r: (r["val_map"] == r["val_map"], r["val_map"]))
         print(f"{run_dir}: best val mAP {best['val_map']:.4f} (acc {best['val_acc']:.4f}) at epoch {best['epoch']}")

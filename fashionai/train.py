@@ -51,7 +51,7 @@ CHOICES = {
     "dtype": ("float32", "bfloat16", "float16"),
     "cache_views": ("none", "flip", "five-crop", "ten-crop"),
 }
-ARCH_FIELDS = ("task", "model", "data_shape", "num_classes")  # a resume must not change these
+ARCH_FIELDS = ("task", "tasks", "model", "data_shape", "num_classes")  # a resume must not change these
 
 
 @dataclass
@@ -59,6 +59,7 @@ class TrainConfig:
     """Everything a training run needs; saved as the run's `config.json`. CLI and YAML are views."""
 
     task: str = ""
+    tasks: str = ""
     prepared: str = "data/prepared"
     out: str = "runs"
     name: str = ""
@@ -162,7 +163,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def check_config(config: TrainConfig) -> TrainConfig:
     """Validate and fill derived fields (num_classes, name); returns the resolved config."""
-    check_task(config.task)
     for key, allowed in CHOICES.items():
         if getattr(config, key) not in allowed:
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(config, key)!r}")
@@ -173,11 +173,30 @@ def check_config(config: TrainConfig) -> TrainConfig:
     if config.warmup_epochs >= config.epochs and config.warmup_epochs:
         raise ValueError(f"warmup_epochs ({config.warmup_epochs}) must be < epochs ({config.epochs})")
     check_head_training(config)
-    k = num_classes(config.task)
+    config = _check_multitask(config) if config.tasks else config.replace(num_classes=_task_classes(config))
+    name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
+    return config.replace(name=name, lr_steps=[int(s) for s in config.lr_steps])
+
+
+def _task_classes(config: TrainConfig) -> int:
+    k = num_classes(check_task(config.task))
     if config.num_classes not in (0, k):
         raise ValueError(f"num_classes {config.num_classes} != {k} classes of {config.task}")
-    name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
-    return config.replace(num_classes=k, name=name, lr_steps=[int(s) for s in config.lr_steps])
+    return k
+
+
+def _check_multitask(config: TrainConfig) -> TrainConfig:
+    """A `--tasks` run: no single --task, no mixup (it would blend two tasks' targets), no cache."""
+    from fashionai.multitask import HeadLayout
+
+    layout = HeadLayout.of(config.tasks)
+    if config.task:
+        raise ValueError(f"give --task ({config.task}) or --tasks ({config.tasks}), not both")
+    if config.mixup > 0 or config.cache_features:
+        raise ValueError("--tasks trains on several tasks' images: no --mixup, no --cache-features")
+    if config.num_classes not in (0, layout.total):
+        raise ValueError(f"num_classes {config.num_classes} != {layout.total} outputs of {config.tasks}")
+    return config.replace(tasks=",".join(layout.tasks), num_classes=layout.total)
 
 
 def check_head_training(config: TrainConfig) -> None:
@@ -334,11 +353,12 @@ def pad_batch(batch: mx.nd.NDArray, size: int) -> mx.nd.NDArray:
 
 # --- one epoch ----------------------------------------------------------------------------------
 def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, epoch: int,
-                    weights: np.ndarray | None = None, num_workers: int = 1) -> dict[str, float]:
+                    weights: np.ndarray | None = None, num_workers: int = 1, layout=None) -> dict[str, float]:
     """One pass over `loader`; returns train_loss, train_acc (vs the unmixed labels), img_per_s.
 
     With `num_workers` distributed workers the servers sum every worker's gradients, so the step
-    normalises by the global batch: the update is the mean over all workers' images."""
+    normalises by the global batch: the update is the mean over all workers' images. With a
+    multi-task `layout` each image's loss and accuracy count its own task's outputs only."""
     import mxnet as mx
     from mxnet import autograd
 
@@ -347,7 +367,8 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
     total_loss, correct, seen, start = 0.0, 0, 0, time.time()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for data, label in bar:
-        targets = soft_targets(label, config.num_classes, config.label_smoothing)
+        targets = (layout.targets(label, config.label_smoothing) if layout is not None
+                   else soft_targets(label, config.num_classes, config.label_smoothing))
         if use_mixup:
             data, targets = mixup_batch(data, targets, config.mixup)
         # (B, 1): the loss is (B, 1) before weighting; a (B,) weight would broadcast to (B, B)
@@ -356,6 +377,8 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
         w_parts = mx.gluon.utils.split_and_load(sample_w, ctx) if sample_w is not None else [None] * len(ctx)
         with autograd.record():
             outputs = [net(x) for x in parts[0]]
+            if layout is not None:  # other tasks' logits to -inf: the softmax is over the image's task
+                outputs = [o + layout.mask_bias(y) for o, y in zip(outputs, parts[2])]
             losses = [loss_fn(o, t, w) if w is not None else loss_fn(o, t)
                       for o, t, w in zip(outputs, parts[1], w_parts)]
         if config.dtype != "float32":  # AMP: dynamic loss scaling, overflowing steps are skipped
@@ -376,8 +399,8 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
             "img_per_s": seen / max(elapsed, 1e-9)}
 
 
-def predict_loader(net, loader, ctx: Sequence, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) softmax probabilities and (N,) labels of every image, in loader order.
+def predict_loader(net, loader, ctx: Sequence, step: int, logits: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) softmax probabilities (or the raw outputs) and (N,) labels of every image, in loader order.
 
     Each batch is padded to `step` images (batch size x devices) so the hybridized graph keeps one
     static shape; the pad rows are dropped.
@@ -387,7 +410,7 @@ def predict_loader(net, loader, ctx: Sequence, step: int) -> tuple[np.ndarray, n
     probs, labels = [], []
     for data, label in tqdm(loader, desc="val", unit="batch", leave=False, disable=None):
         parts = mx.gluon.utils.split_and_load(pad_batch(data, step), ctx)
-        out = np.concatenate([mx.nd.softmax(net(x), axis=-1).asnumpy() for x in parts])
+        out = np.concatenate([(net(x) if logits else mx.nd.softmax(net(x), axis=-1)).asnumpy() for x in parts])
         probs.append(out[:data.shape[0]])
         labels.append(label.asnumpy().astype(np.int64))
     return np.concatenate(probs), np.concatenate(labels)
@@ -397,6 +420,18 @@ def validate(net, loader, ctx: Sequence, step: int, label_strings: Sequence[str]
     """val_loss (cross-entropy), val_acc, val_map (official AP) and val_basic_precision."""
     probs, y = predict_loader(net, loader, ctx, step)
     return val_metrics(probs, y, label_strings)
+
+
+def _validate(net, loader, ctx: Sequence, step: int, label_strings: Sequence[str], layout=None) -> dict:
+    """`validate`, or for a multi-task run the per-task figures and their means."""
+    if layout is None:
+        return validate(net, loader, ctx, step, label_strings)
+    from fashionai.multitask import task_metrics
+
+    outputs, y = predict_loader(net, loader, ctx, step, logits=True)
+    row = task_metrics(layout, outputs, y, label_strings)
+    log.info("val mAP per task: %s", ", ".join(f"{t} {row[f'val_map/{t}']:.4f}" for t in layout.tasks))
+    return row
 
 
 def val_metrics(probs: np.ndarray, y: np.ndarray, label_strings: Sequence[str]) -> dict[str, float]:
@@ -443,6 +478,10 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     so every worker computes the same val metrics from the same synchronised weights."""
     from fashionai import data
 
+    if config.tasks:
+        from fashionai import multitask
+
+        return multitask.make_loaders(config, num_devices, info)
     prepared = Path(config.prepared)
     train_set = data.image_folder(data.split_dir(prepared, config.task, "train"), config.num_classes)
     val_set = data.image_folder(data.split_dir(prepared, config.task, "val"), config.num_classes)
@@ -464,7 +503,13 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
 # --- run directory ------------------------------------------------------------------------------
 def run_dir_of(config: TrainConfig) -> Path:
     """`<out>/<task>/<name>`, or the run being resumed."""
-    return Path(config.resume) if config.resume else Path(config.out) / config.task / config.name
+    if config.resume:
+        return Path(config.resume)
+    if config.tasks:
+        from fashionai.multitask import run_root
+
+        return Path(config.out) / run_root(config) / config.name
+    return Path(config.out) / config.task / config.name
 
 
 def save_config(config: TrainConfig, run_dir: Path) -> None:
@@ -472,9 +517,12 @@ def save_config(config: TrainConfig, run_dir: Path) -> None:
 
 
 def write_metrics(rows: Sequence[dict], run_dir: Path) -> None:
-    """Rewrite `metrics.csv` (one row per epoch) atomically."""
+    """Rewrite `metrics.csv` (one row per epoch) atomically; per-task columns (`val_map/<task>`, a
+    multi-task run's) follow the standard ones."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    extra = sorted({k for row in rows for k in row if "/" in k})
+    writer = csv.DictWriter(buf, fieldnames=[*METRIC_COLUMNS, *extra], extrasaction="ignore",
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(run_dir / "metrics.csv", buf.getvalue())
@@ -685,11 +733,16 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
     rows = [r for r in read_metrics(run_dir) if r["epoch"] < state["epoch"]]
     weights = class_weights(train_labels, config.num_classes) if config.balance == "weights" else None
     total = config.epochs + config.fine_tune_epochs
-    log.info("training %s on %s: %s, %d epochs%s, batch %d x %d device(s) -> %s", config.model, config.task,
+    log.info("training %s on %s: %s, %d epochs%s, batch %d x %d device(s) -> %s", config.model, config.task or config.tasks,
              config.pretrained if not config.resume else "resumed", config.epochs,
              f" + {config.fine_tune_epochs} fine-tuning" if config.fine_tune_epochs else "", config.batch_size,
              len(ctx), run_dir)
     writer = RunWriter(run_dir) if info.is_chief else None
+    layout = None
+    if config.tasks:
+        from fashionai.multitask import HeadLayout
+
+        layout = HeadLayout.of(config.tasks)
     first = state["epoch"]
     for epoch in range(first, total):
         if epoch == config.epochs and epoch != first:
@@ -702,10 +755,10 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
             row.update(val_metrics(head.val_probs(), head.val_y, val_labels))
         else:
             row = {"epoch": epoch, **train_one_epoch(net, train_loader, trainer, ctx, config, epoch, weights,
-                                                     info.num_workers)}
+                                                     info.num_workers, layout)}
             if averager is not None:
                 averager.average()  # same BatchNorm statistics on every worker: same val metrics
-            row.update(validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels))
+            row.update(_validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels, layout))
         row.update(lr=trainer.learning_rate, epoch_s=time.time() - start)
         rows.append(row)
         log.info("%s", _epoch_line(row))
@@ -722,5 +775,9 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
             break
     if writer is not None:
         writer.flush(net, trainer, state, rows, final=True)
+        if layout is not None:
+            from fashionai.multitask import split_run
+
+            split_run(run_dir, config, rows)
     log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, state["best_score"], state["best_epoch"],
              run_dir)
