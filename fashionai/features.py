@@ -162,6 +162,10 @@ class HeadStage:
 
         self.net, self.config, self.ctx = net, config, list(ctx)
         self.head = getattr(net, head_attr(net))
+        import mxnet as mx
+
+        for c in self.ctx:  # finish deferred initialisation (random weights): the trainer reads every parameter
+            net(mx.nd.zeros((1, 3, config.data_shape, config.data_shape), ctx=c))
         block = feature_block(net)
         weights = weights_id(config.pretrained, config.seed)
         shape, prepared = config.data_shape, config.prepared
