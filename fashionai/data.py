@@ -9,6 +9,7 @@ Folder layout read: `<prepared>/<task>/{train,val}/<class index>/<file>` (docs/d
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,4 +130,140 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, last_batch="discard")
     else:
         batches = BatchSampler(SequentialSampler(len(dataset)), batch_size, last_batch="keep")
-    return DataLoader(data, batch_sampler=batches, num_workers=workers)
+    return DataLoader(data, batch_sampler=batches, num_workers=loader_workers(workers))
+
+
+# --- workers ------------------------------------------------------------------------------------
+AUTO_WORKERS = -1  # TrainConfig.workers default: sized from the cores (loader_workers, record_threads)
+MAX_AUTO_PROCESSES = 4  # the Gluon tutorial's 4 loader processes, on hosts with at least 4 cores
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a container's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def loader_workers(workers: int) -> int:
+    """DataLoader worker processes: `workers` as given (0 = decode in the training process), or
+    for AUTO_WORKERS (any negative value) min(4, cores): more processes than cores only contend."""
+    return min(MAX_AUTO_PROCESSES, usable_cores()) if workers < 0 else workers
+
+
+def record_threads(workers: int) -> int:
+    """ImageRecordIter decoding threads: `workers` when > 0, else one per core (GluonCV's
+    `--use-rec` path gives it all cores; C++ threads do not pay Python's per-process costs), at most
+    half the cores: MXNet 1.9.1's prefetching ImageRecordIter caps them there itself (its guess at
+    the physical cores, iter_image_recordio_2.cc), so this says what it will really use."""
+    return min(workers if workers > 0 else usable_cores(), max(usable_cores() // 2, 1))
+
+
+# --- RecordIO input (`--input rec`, packed by fashionai.pack) -----------------------------------
+class RecordSplit:
+    """A packed split checked against its folder (fashionai.pack.check_pack): the .rec/.idx files,
+    the sidecar and `items`, (absolute path, class index) in pack order, the same attribute
+    gluon's ImageFolderDataset has, so `labels_of` and `train.val_label_strings` read it unchanged."""
+
+    def __init__(self, prepared: str | Path, task: str, split: str):
+        from fashionai.pack import check_pack
+
+        self.files, self.meta, packed = check_pack(prepared, task, split)
+        self.items = [(str(self.files.folder / rel), label) for rel, label in packed]
+        self.task, self.split = task, split
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def check_size(self, data_shape: int) -> None:
+        """Warn when the pack is smaller than the evaluation resize: every view gets upsampled."""
+        if self.meta["short_side"] < resize_size(data_shape):
+            log.warning("%s/%s was packed at short side %d px, below the %d px that %d px input resizes to: "
+                        "images are upsampled; `fashionai pack --short-side %d` keeps their detail",
+                        self.task, self.split, self.meta["short_side"], resize_size(data_shape), data_shape,
+                        resize_size(data_shape))
+
+
+def part_sizes(count: int, parts: int) -> list[int]:
+    """Images in each of `parts` parts of a pack, as ImageRecordIter's indexed RecordIO splitter cuts
+    it (dmlc-core IndexedRecordIOSplitter::ResetPartition: contiguous runs of ceil(count / parts))."""
+    step = -(-count // parts)
+    return [max(0, min(count, (r + 1) * step) - r * step) for r in range(parts)]
+
+
+def record_iter_args(data_shape: int, *, train: bool, min_scale: float = 0.08, jitter: float = 0.4,
+                     lighting: float = 0.1) -> dict:
+    """ImageRecordIter options matching `train_transform` / `eval_transform` (GluonCV
+    train_imagenet.py `--use-rec`): random resized crop (area [min_scale, 1], aspect [3/4, 4/3]),
+    mirror, colour jitter and PCA lighting for training; resize the short side to
+    data_shape / 0.875 and centre-crop for evaluation; both normalised with MEAN / STD on 0..255."""
+    args = dict(data_shape=(3, data_shape, data_shape),
+                **{f"mean_{c}": 255 * m for c, m in zip("rgb", MEAN)},
+                **{f"std_{c}": 255 * s for c, s in zip("rgb", STD)})
+    if not train:
+        return {**args, "resize": resize_size(data_shape)}
+    return {**args, "random_resized_crop": True, "min_random_area": min_scale, "max_random_area": 1.0,
+            "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True,
+            "brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
+
+
+class RecordLoader:
+    """What the training loop needs of a gluon DataLoader, over MXNet's C++ `mx.io.ImageRecordIter`
+    (decoding and augmentation in native threads, batches prefetched in the background).
+
+    Iterating yields (data (B, 3, S, S) float32, label (B,) int64) like the folder loader; `len` is
+    the batches per epoch (the LR schedule's iters_per_epoch) and each `iter` starts a new epoch.
+    Training yields only full batches, the same number on every distributed worker (the smallest
+    part's), so `hybridize(static_shape=True)` keeps one shape and dist_sync never waits on a worker
+    that has run out; evaluation yields every image once, in pack order, the last batch cut to the
+    images left. The iterator's own pad count is not used: with round_batch=False MXNet 1.9.1
+    reports pad 0 for a short last batch (iter_image_recordio_2.cc), so the counts come from the pack.
+    A batch's arrays are the iterator's buffers, reused a few batches later: use or copy them then.
+    """
+
+    shard_sampler = None  # the folder loader's distributed sampler; a part_index does that here
+
+    def __init__(self, split: RecordSplit, batch_size: int, *, train: bool, data_shape: int,
+                 threads: int, seed: int = 0, rank: int = 0, num_workers: int = 1, **augment: float):
+        import mxnet as mx
+
+        self.items, self.batch_size, self.train = split.items, batch_size, train
+        parts = part_sizes(len(split), num_workers) if train else [len(split)]
+        if train and min(parts) < batch_size:
+            raise ValueError(f"{split.task}/{split.split}: {min(parts)} training images per worker is fewer "
+                             f"than one batch ({batch_size}); lower -b")
+        self._batches = min(parts) // batch_size if train else -(-len(split) // batch_size)
+        self._iter = mx.io.ImageRecordIter(
+            path_imgrec=str(split.files.rec), path_imgidx=str(split.files.idx), batch_size=batch_size,
+            preprocess_threads=threads, shuffle=train, seed=seed, num_parts=num_workers if train else 1,
+            part_index=rank if train else 0, round_batch=False, verbose=False,
+            device_id=0 if mx.context.num_gpus() else -1,  # pinned host memory only where a GPU reads it
+            **record_iter_args(data_shape, train=train, **augment))
+        self._fresh = True  # a new iterator is already at the start (and prefetching)
+
+    def __len__(self) -> int:
+        return self._batches
+
+    def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, mx.nd.NDArray]]:
+        if not self._fresh:
+            self._iter.reset()
+        self._fresh = False
+        left = len(self.items)
+        for _ in range(self._batches):
+            try:
+                batch = self._iter.next()
+            except StopIteration:
+                raise RuntimeError(f"the RecordIO iterator ended early ({left} images left): re-pack") from None
+            keep = self.batch_size if self.train else min(self.batch_size, left)
+            left -= keep
+            data, label = batch.data[0], batch.label[0].reshape((-1,)).astype("int64")
+            yield (data, label) if keep == self.batch_size else (data[:keep], label[:keep])
+
+
+def record_loader(prepared: str | Path, task: str, split: str, batch_size: int, *, train: bool,
+                  data_shape: int, workers: int = AUTO_WORKERS, seed: int = 0, rank: int = 0,
+                  num_workers: int = 1, **augment: float) -> RecordLoader:
+    """RecordLoader over `<prepared>/<task>/<split>.rec`, refusing a missing or stale pack."""
+    split_data = RecordSplit(prepared, task, split)
+    split_data.check_size(data_shape)
+    return RecordLoader(split_data, batch_size, train=train, data_shape=data_shape,
+                        threads=record_threads(workers), seed=seed, rank=rank, num_workers=num_workers,
+                        **augment)
