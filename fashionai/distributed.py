@@ -139,13 +139,20 @@ class AuxAverager:
         if not self._ready:
             self._init_keys()
         for i, param in enumerate(self._params):
-            key, local = self.KEY_BASE + i, param.list_data()
-            mean = mx.nd.add_n(*[d.as_in_context(local[0].context) for d in local]) / len(local)
-            self._kv.push(key, mean)
+            key = self.KEY_BASE + i
+            self._kv.push(key, device_mean(param))
             total = mx.nd.zeros(param.shape, dtype=param.dtype)
             self._kv.pull(key, out=total)
             param.set_data(total / self._n)
         mx.nd.waitall()
+
+
+def device_mean(param):
+    """The mean of a parameter's copies on this process's devices (an NDArray on the first)."""
+    import mxnet as mx
+
+    local = param.list_data()
+    return mx.nd.add_n(*[d.as_in_context(local[0].context) for d in local]) / len(local)
 
 
 def _patch_tracker() -> None:

@@ -50,6 +50,7 @@ CHOICES = {
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
     "dtype": ("float32", "bfloat16", "float16"),
     "cache_views": ("none", "flip", "five-crop", "ten-crop"),
+    "input": ("folder", "rec"),
 }
 ARCH_FIELDS = ("task", "tasks", "model", "data_shape", "num_classes")  # a resume must not change these
 
@@ -73,7 +74,8 @@ class TrainConfig:
     dtype: str = "float32"
     num_gpus: int | None = None
     kvstore: str = "device"
-    workers: int = 4
+    workers: int = -1  # auto: fashionai.data.loader_workers / record_threads size it from the cores
+    input: str = "folder"
     epochs: int = 40
     batch_size: int = 64
     optimizer: str = "sgd"
@@ -173,6 +175,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
     if config.warmup_epochs >= config.epochs and config.warmup_epochs:
         raise ValueError(f"warmup_epochs ({config.warmup_epochs}) must be < epochs ({config.epochs})")
     check_head_training(config)
+    check_input(config)
     config = _check_multitask(config) if config.tasks else config.replace(num_classes=_task_classes(config))
     name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
     return config.replace(name=name, lr_steps=[int(s) for s in config.lr_steps])
@@ -471,6 +474,35 @@ def val_label_strings(dataset, prepared: Path, task: str) -> list[str]:
     return labels
 
 
+def check_input(config: TrainConfig) -> None:
+    """Refuse what `--input rec` cannot do (before anything is written): MXNet's ImageRecordIter
+    has no weighted sampling, and a multi-task net reads several tasks' folders."""
+    if config.input != "rec":
+        return
+    if config.balance == "sampler":
+        raise ValueError("--input rec cannot draw class-balanced batches (MXNet's ImageRecordIter has no "
+                         "weighted sampler): use --balance weights, or --input folder")
+    if config.tasks:
+        raise ValueError("--tasks reads every task's class folders: use --input folder")
+
+
+def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
+    """make_loaders for `--input rec`: ImageRecordIter over the task's packs (fashionai pack); a
+    distributed worker reads its part (`part_index`) of the training pack."""
+    from fashionai import data
+
+    check_input(config)
+    prepared, step = Path(config.prepared), config.batch_size * num_devices
+    common = dict(data_shape=config.data_shape, workers=config.workers, seed=config.seed)
+    train = data.record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
+                               num_workers=info.num_workers, min_scale=config.min_scale, jitter=config.jitter,
+                               lighting=config.lighting, **common)
+    val = data.record_loader(prepared, config.task, "val", step, train=False, **common)
+    log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
+             len(train.items), len(val.items), config.num_classes, data.record_threads(config.workers))
+    return train, val, data.labels_of(train), val_label_strings(val, prepared, config.task)
+
+
 def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()):
     """(train loader, val loader, train labels, val label strings) for the config's task.
 
@@ -482,6 +514,8 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
         from fashionai import multitask
 
         return multitask.make_loaders(config, num_devices, info)
+    if config.input == "rec":
+        return _record_loaders(config, num_devices, info)
     prepared = Path(config.prepared)
     train_set = data.image_folder(data.split_dir(prepared, config.task, "train"), config.num_classes)
     val_set = data.image_folder(data.split_dir(prepared, config.task, "val"), config.num_classes)
@@ -553,11 +587,33 @@ def read_checkpoint(run_dir: Path) -> dict:
 
 
 def load_checkpoint(run_dir: Path, net, trainer, ctx: Sequence) -> dict:
-    """Restore weights and trainer state (momentum, update count, schedule); returns checkpoint.json."""
+    """Restore weights and trainer state (momentum, update count); returns checkpoint.json.
+
+    last.states pickles the whole optimizer, LR schedule included, so a resume with more --epochs
+    would follow the old, shorter schedule's tail; the trainer keeps this config's schedule instead,
+    which then continues from the saved update count.
+    """
     state = read_checkpoint(run_dir)
     net.load_parameters(str(run_dir / "last.params"), ctx=list(ctx))
+    schedule = trainer.optimizer.lr_scheduler
     trainer.load_states(str(run_dir / "last.states"))
+    trainer.optimizer.lr_scheduler = schedule
     return state
+
+
+def average_devices(net) -> None:
+    """Give every device the mean of the devices' BatchNorm running statistics.
+
+    Each device updates its own running mean/var from its slice of the batch; left apart,
+    validation would mix the devices' statistics while save_parameters writes device 0's, so the
+    logged val metrics would not be those of the saved weights. One average per epoch (what the
+    distributed job does across workers) makes them identical everywhere.
+    """
+    from fashionai.distributed import device_mean
+
+    for param in net.collect_params(".*running_mean|.*running_var").values():
+        if len(param.list_ctx()) > 1:
+            param.set_data(device_mean(param))
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:
@@ -758,6 +814,8 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
                                                      info.num_workers, layout)}
             if averager is not None:
                 averager.average()  # same BatchNorm statistics on every worker: same val metrics
+            elif len(ctx) > 1:
+                average_devices(net)
             row.update(_validate(net, val_loader, ctx, config.batch_size * len(ctx), val_labels, layout))
         row.update(lr=trainer.learning_rate, epoch_s=time.time() - start)
         rows.append(row)
