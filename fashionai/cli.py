@@ -96,6 +96,33 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pack ---------------------------------------------------------------------------------------
+def _add_pack(sub: argparse._SubParsersAction) -> Handler:
+    from fashionai.pack import DEFAULT_QUALITY, DEFAULT_SHORT_SIDE
+
+    p = _subparser(sub, "pack", "prepared class folders -> RecordIO packs (<task>/{train,val}.rec) for "
+                   "`fashionai train --input rec`")
+    p.add_argument("--prepared", default="data/prepared", help="prepared root (fashionai prepare --out)")
+    p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all "
+                   "(a group packs the tasks the prepared root has)")
+    p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, metavar="N",
+                   help="resize each image's short side to N px once; at least the eval resize of the "
+                        "training size (data_shape / 0.875: 256 for 224, 384 for 336)")
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality of the packed images")
+    p.add_argument("-j", "--threads", type=int, help="encoding threads (default: one per core)")
+    return _cmd_pack
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from fashionai.pack import pack
+
+    metas = pack(args.prepared, args.tasks, short_side=args.short_side, quality=args.quality,
+                 threads=args.threads)
+    for meta in metas:
+        print(f"{meta['task']}/{meta['split']}: {meta['count']} images, {meta['rec_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 # --- train --------------------------------------------------------------------------------------
 # Flag help for each TrainConfig field; the flags themselves are generated from the dataclass so that
 # the CLI, `-c FILE` and config.json stay views of one config. Aliases keep the tutorial's / GluonCV's
@@ -120,7 +147,13 @@ TRAIN_HELP = {
     "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
     "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "
                 "under `fashionai launch` (several processes or hosts)", ()),
-    "workers": ("data loader worker processes", ("-j", "--num-workers", "--num-data-workers")),
+    "workers": ("data loader worker processes (--input folder; 0 = in the training process) or decoding "
+                "threads (--input rec; MXNet uses at most half the cores); -1 = auto: min(4, cores) "
+                "processes, or one thread per core",
+                ("-j", "--num-workers", "--num-data-workers")),
+    "input": ("folder: decode the prepared JPEG folders in Python workers (the tutorial's way); rec: read the "
+              "RecordIO packs of `fashionai pack` with MXNet's C++ ImageRecordIter (decoding and "
+              "augmentation in native threads: the fast path for GPU hosts; no --balance sampler)", ()),
     "epochs": ("training epochs", ("--num-epochs",)),
     "batch_size": ("images per device per step", ("-b",)),
     "optimizer": ("sgd or nag", ()),
@@ -228,6 +261,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # --- evaluate -----------------------------------------------------------------------------------
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
+    from fashionai.precision import CHOICES, MAP_TOLERANCE
+
     p = _subparser(sub, "evaluate", "official mAP / BasicPrecision of a run or a submission file")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", metavar="RUN_DIR", help="trained run to score on its val split")
@@ -236,33 +271,78 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--tta", default="none", help="test-time augmentation for --run (see predict)")
     p.add_argument("--devices", default="auto", help="devices for --run, as predict takes them")
     p.add_argument("-b", "--batch-size", type=int, default=32, help="batch size for --run")
+    p.add_argument("--precision", default="fp32", choices=CHOICES,
+                   help="precision of the net for --run (default fp32, the reference; auto: what predict "
+                        "would run)")
+    p.add_argument("--compare-tta", action="store_true",
+                   help="--run: views, time per image, relative cost and val mAP of every TTA mode "
+                        "(-> RUN/tta_compare.json, .csv)")
+    p.add_argument("--compare-precision", action="store_true",
+                   help=f"--run: img/s, speed-up, val mAP and agreement with fp32 of every precision; also "
+                        f"saves auto's choice (fastest within {MAP_TOLERANCE} val mAP of fp32) "
+                        f"(-> RUN/precision_compare.json, .csv, RUN/precision.json)")
     return _cmd_evaluate
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from fashionai import evaluate
+    from pathlib import Path
+
+    from fashionai import evaluate, precision
 
     if args.submission:
         if not args.answers:
             raise ValueError("--submission needs --answers FILE (the ground truth in label format)")
+        if args.compare_tta or args.compare_precision:
+            raise ValueError("--compare-tta / --compare-precision measure a --run, not a submission file")
         print(evaluate.format_submission_report(evaluate.score_submission(args.submission, args.answers)))
         return 0
     if args.answers:
         raise ValueError("--answers goes with --submission; --run scores the run's own val split")
-    report = evaluate.evaluate_run(args.run, tta=args.tta, devices=args.devices, batch_size=args.batch_size)
+    if args.compare_precision:  # one measurement gives the table and auto's choice: both are saved
+        decision = precision.choose_precision(args.run, devices=args.devices, batch_size=args.batch_size,
+                                              refresh=True)
+        if not decision.table:
+            raise ValueError(f"cannot compare precisions on {args.run}: {decision.reason}")
+        paths = precision.save_comparison(decision.table, args.run, chosen=decision.precision,
+                                          reason=decision.reason, batch_size=args.batch_size)
+        print(f"precisions on {args.run} val (img/s: batch {args.batch_size} on the first device; "
+              "agreement: vs fp32)")
+        print(precision.format_comparison(decision.table))
+        print(f"auto: {decision.precision}: {decision.reason}")
+        print(f"-> {paths['json']}, {paths['csv']}, {Path(args.run) / precision.DECISION_FILE}")
+    if args.compare_tta:
+        rows = evaluate.compare_tta(args.run, devices=args.devices, batch_size=args.batch_size,
+                                    precision=args.precision)
+        paths = evaluate.save_table(rows, args.run, "tta_compare", precision=args.precision,
+                                    batch_size=args.batch_size)
+        print(f"TTA on {args.run} val, precision {args.precision} (time: whole evaluation incl. decoding)")
+        print(evaluate.format_table(rows, evaluate.TTA_COLUMNS))
+        print(f"-> {paths['json']}, {paths['csv']}")
+    if args.compare_tta or args.compare_precision:
+        return 0
+    report = evaluate.evaluate_run(args.run, tta=args.tta, devices=args.devices, batch_size=args.batch_size,
+                                   precision=args.precision)
     stem = "eval_val" if args.tta == "none" else f"eval_val_{args.tta}"
+    stem += "" if args.precision == "fp32" else f"_{args.precision}"
     evaluate.save_report(report, args.run, stem)
-    print(f"{report['task']} val, tta {args.tta}: official AP (FashionAI leaderboard metric)")
+    print(f"{report['task']} val, tta {args.tta}, precision {args.precision}: official AP "
+          "(FashionAI leaderboard metric)")
     print(evaluate.format_prediction_report(report))
     return 0
 
 
 # --- predict ------------------------------------------------------------------------------------
 def _add_inference_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by predict and submit: weights file, TTA, devices, batch size, image root."""
+    """Flags shared by predict and submit: weights file, precision, TTA, devices, batch size, image root."""
+    from fashionai.precision import CHOICES, MAP_TOLERANCE
     from fashionai.tta import REDUCTIONS, TTA_MODES
 
     p.add_argument("--which", default="best", choices=("best", "last"), help="weights of the run to use")
+    p.add_argument("--precision", default="auto", choices=CHOICES,
+                   help="fp32; fused (oneDNN-fused fp32 graph, CPU); bf16 (CPUs with BF16 kernels); int8 "
+                        "(quantized, calibrated on the run's train images, cached in RUN/quantized); auto: the "
+                        f"fastest whose val mAP is within {MAP_TOLERANCE} of fp32, measured once and cached in "
+                        "RUN/precision.json (default: auto)")
     p.add_argument("--tta", default="ten-crop", choices=tuple(TTA_MODES), help="test-time views per image")
     p.add_argument("--tta-scales", type=int, nargs="+", metavar="S",
                    help="short-side sizes to take the views at (default: data_shape / 0.875)")
@@ -275,7 +355,7 @@ def _add_inference_flags(p: argparse.ArgumentParser) -> None:
 
 def _predict_kw(args: argparse.Namespace) -> dict:
     return dict(tta=args.tta, scales=args.tta_scales, reduce=args.tta_reduce, devices=args.devices,
-                batch_size=args.batch_size, which=args.which)
+                batch_size=args.batch_size, which=args.which, precision=args.precision)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> Handler:
@@ -444,7 +524,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # --- main ---------------------------------------------------------------------------------------
 COMMANDS = (
-    _add_demo_data, _add_prepare, _add_train, _add_evaluate, _add_predict, _add_submit,
+    _add_demo_data, _add_prepare, _add_pack, _add_train, _add_evaluate, _add_predict, _add_submit,
     _add_check_submission, _add_export, _add_launch, _add_demo,
 )
 

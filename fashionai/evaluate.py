@@ -3,7 +3,9 @@
 `score_submission` is what the leaderboard computes: per task the official AP and BasicPrecision,
 overall their unweighted means over the tasks present in the answers (see `fashionai.metrics`).
 `evaluate_run` scores a run's val split with the per-class table, and `save_report` writes it
-(CSV + JSON + confusion-matrix PNG) into the run directory.
+(CSV + JSON + confusion-matrix PNG) into the run directory. `compare_tta` puts every TTA mode's cost
+and val mAP side by side (`save_table` / `format_table`; the precisions' table is
+`fashionai.precision.compare_precisions`).
 """
 
 from __future__ import annotations
@@ -265,11 +267,13 @@ def _run_config(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def evaluate_run(
-    run_dir: str | Path, *, tta: str = "none", devices: str = "auto", batch_size: int = 32,
-) -> dict:
-    """Score a trained run on its val split (the rows `prepare` kept): `evaluate_predictions` + run info."""
-    from fashionai.predict import predict_run
+def val_split(run_dir: str | Path) -> tuple[str, list[Path], list[str]]:
+    """(task, image files, label strings) of the run's val split, the rows `prepare` kept.
+
+    FileNotFoundError when the prepared folder or its manifest is gone (e.g. the run dir was moved
+    to another machine), ValueError when the manifest has no usable val rows. The image files are
+    not checked here (predict reports every unreadable one at once).
+    """
     from fashionai.prepare import read_manifest
 
     run_dir = Path(run_dir)
@@ -279,7 +283,97 @@ def evaluate_run(
     val = manifest[(manifest["task"] == task) & (manifest["split"] == "val") & (manifest["status"] == "ok")]
     if val.empty:
         raise ValueError(f"{prepared}: the manifest has no usable val rows for {task}")
-    images = [prepared / p for p in val["prepared_path"]]
-    probs = predict_run(run_dir, images, tta=tta, devices=devices, batch_size=batch_size)
-    report = evaluate_predictions(probs, val["label"].astype(str).tolist(), class_names(task))
-    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, **report}
+    return task, [prepared / p for p in val["prepared_path"]], val["label"].astype(str).tolist()
+
+
+def evaluate_run(
+    run_dir: str | Path, *, tta: str = "none", devices: str = "auto", batch_size: int = 32,
+    precision: str = "fp32",
+) -> dict:
+    """Score a trained run on its val split (the rows `prepare` kept): `evaluate_predictions` + run info.
+
+    `precision` is predict's (fp32 by default: the reference the other precisions are judged by).
+    """
+    from fashionai.predict import predict_run
+
+    task, images, labels = val_split(run_dir)
+    probs = predict_run(run_dir, images, tta=tta, devices=devices, batch_size=batch_size, precision=precision)
+    report = evaluate_predictions(probs, labels, class_names(task))
+    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, "precision": precision, **report}
+
+
+# --- tables of several settings (TTA modes, precisions) -----------------------------------------
+def compare_tta(
+    run_dir: str | Path, *, modes: Sequence[str] | None = None, devices: str = "auto", batch_size: int = 32,
+    precision: str = "fp32",
+) -> list[dict]:
+    """Per TTA mode: views, wall time of `evaluate_run` on the val split, img/s, cost relative to
+    `none`, val official AP and accuracy. Answers "is ten-crop worth 10x the compute?" on the run's
+    own data.
+
+    The time is that of a whole evaluation (load, decode, views, net, metrics), i.e. what a predict
+    of the same images costs. MXNet's one-off start-up (thread pool, first kernels; the precision's
+    calibration or choice) would land on the first mode, so a short unreported prediction runs first.
+    """
+    import time
+
+    from fashionai.predict import predict_run
+    from fashionai.tta import TTA_MODES
+
+    modes = list(TTA_MODES) if modes is None else list(modes)
+    _, images, _ = val_split(run_dir)
+    predict_run(run_dir, images[:2], tta="none", devices=devices, batch_size=batch_size, precision=precision)
+    rows = []
+    for mode in modes:
+        start = time.perf_counter()
+        report = evaluate_run(run_dir, tta=mode, devices=devices, batch_size=batch_size, precision=precision)
+        seconds = time.perf_counter() - start
+        rows.append({
+            "tta": mode, "views": TTA_MODES[mode], "images": report["rows"], "seconds": seconds,
+            "ms_per_image": 1000 * seconds / report["rows"], "img_s": report["rows"] / seconds,
+            "val_map": report["official_ap"], "accuracy": report["accuracy"],
+        })
+        log.info("tta %s: %.1f ms/image, val official AP %.4f", mode, rows[-1]["ms_per_image"],
+                 report["official_ap"])
+    base = next((r for r in rows if r["tta"] == "none"), rows[0])
+    for row in rows:
+        row["relative_cost"] = row["seconds"] / base["seconds"]
+        row["delta_map"] = row["val_map"] - base["val_map"]
+    return rows
+
+
+TTA_COLUMNS = (("tta", "{}"), ("views", "{:d}"), ("ms_per_image", "{:.2f}"), ("img_s", "{:.1f}"),
+               ("relative_cost", "{:.2f}x"), ("val_map", "{:.4f}"), ("delta_map", "{:+.4f}"),
+               ("accuracy", "{:.4f}"))
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows as a fixed-width text table, text (`{}`) columns left-aligned and numbers right-aligned;
+    a missing or NaN value prints as `-`."""
+    def cell(row: dict, key: str, fmt: str) -> str:
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return fmt.format(value)
+
+    cells = [[key for key, _ in columns]] + [[cell(r, key, fmt) for key, fmt in columns] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    left = [fmt == "{}" for _, fmt in columns]
+    return "\n".join("  ".join(c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(line, widths, left)).rstrip()
+                     for line in cells)
+
+
+def save_table(rows: Sequence[dict], out_dir: str | Path, stem: str, **meta) -> dict[str, Path]:
+    """Write `<stem>.json` ({**meta, "rows": rows}) and `<stem>.csv` (one line per row), atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv"}
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write_bytes(paths["csv"], text.getvalue().encode())
+    _atomic_write_bytes(paths["json"], json.dumps(_json_safe({**meta, "rows": list(rows)}), indent=2).encode())
+    log.info("table written: %s", ", ".join(str(p) for p in paths.values()))
+    return paths

@@ -11,6 +11,9 @@ image come from that square, not from the ends of its long side.
 `batch_size` counts network inputs (views) per forward pass on each device, so memory does not grow
 with the TTA mode: each step takes `max(1, batch_size // views) * len(ctx)` images, split across the
 devices. `tta="none"` gives exactly the evaluation transform's view.
+
+`precision` (fp32, fused, bf16, int8, auto; see `fashionai.precision`) picks the numeric form of
+the net; `predict_run` defaults to fp32, the command line to auto.
 """
 
 from __future__ import annotations
@@ -120,7 +123,10 @@ def _forward(net, squares: list, ctx: list, mode: str, crop: int) -> np.ndarray:
     outputs = []
     for i in range(len(used)):
         views = _views([p[i] for p in parts], MEAN, STD, mode, crop)
-        outputs.append(mx.nd.softmax(net(views), axis=-1))
+        logits = net(views)
+        if logits.dtype != np.float32:  # a bf16 graph's output: softmax and asnumpy in float32
+            logits = mx.nd.amp_cast(logits, dtype="float32")
+        outputs.append(mx.nd.softmax(logits, axis=-1))
     return np.concatenate([out.asnumpy() for out in outputs])
 
 
@@ -129,14 +135,21 @@ def predict_paths(
     scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
 ) -> np.ndarray:
     """(N, K) probabilities, rows in `paths` order. Every undecodable image is collected and
-    reported in one ImageDecodeError (after the first failure the net is no longer run)."""
+    reported in one ImageDecodeError (after the first failure the net is no longer run).
+
+    A plain net is hybridized here (static_alloc, static_shape); one from `precision.load_net` is
+    run as it is, since re-hybridizing would drop its backend (the fused oneDNN graph).
+    """
+    from fashionai.precision import precision_of
+
     ctx = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
     if not paths:
         raise ValueError("no images to predict")
     scales = check_scales(scales, data_shape)
     views = num_views(tta) * len(scales)
     per_step = max(1, batch_size // views) * len(ctx)
-    net.hybridize(static_alloc=True, static_shape=True)
+    if precision_of(net) is None:
+        net.hybridize(static_alloc=True, static_shape=True)
     results, failures = [], []
     with tqdm(total=len(paths), unit="img", desc=f"predict ({tta})", leave=False) as bar:
         for start in range(0, len(paths), per_step):
@@ -161,14 +174,18 @@ def read_run_config(run_dir: str | Path) -> dict:
 def predict_run(
     run_dir: str | Path, image_paths: Sequence[str | Path], *, tta: str = "none", devices: str = "auto",
     batch_size: int = 32, which: str = "best", scales: Sequence[int] | None = None, reduce: str = "mean",
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """(N, K) probabilities of a trained run on `devices` (whatever the run was trained on)."""
+    """(N, K) probabilities of a trained run on `devices` (whatever the run was trained on), in
+    `precision` (`auto`: the run's measured choice, see `precision.choose_precision`)."""
     from fashionai.devices import resolve_devices
-    from fashionai.model import load_run
+    from fashionai.precision import load_net, resolve_precision
 
     ctx = resolve_devices(devices)
-    net, config = load_run(run_dir, ctx=ctx, which=which)
-    log.info("predicting %d images with %s (%s) on %s, tta %s", len(image_paths), run_dir, which, ctx, tta)
+    precision = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size, which=which)
+    net, config = load_net(run_dir, precision, ctx=ctx, which=which)
+    log.info("predicting %d images with %s (%s, %s) on %s, tta %s", len(image_paths), run_dir, which, precision,
+             ctx, tta)
     return predict_paths(
         net, image_paths, data_shape=int(config["data_shape"]), ctx=ctx, tta=tta, scales=scales,
         reduce=reduce, batch_size=batch_size,

@@ -144,7 +144,7 @@ def fake_stage_modules(monkeypatch, prepared, calls):
         assert root == prepared
         return manifest
 
-    def predict_run(run_dir, image_paths, *, tta, devices, batch_size):
+    def predict_run(run_dir, image_paths, *, tta, devices, batch_size, precision="fp32"):
         calls.append((list(image_paths), tta, devices, batch_size))
         return probs
 
@@ -172,3 +172,29 @@ def test_evaluate_run_glue_and_cli(tmp_path, monkeypatch, capsys):
     assert "Shirt Collar" in capsys.readouterr().out
     assert (run / "eval_val.json").is_file() and (run / "eval_val_confusion.png").is_file()
     assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+
+
+def test_compare_tta_times_every_mode_and_saves_the_table(tmp_path, monkeypatch, capsys):
+    prepared, run = tmp_path / "prepared", tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"prepared": str(prepared), "task": "collar_design_labels"}))
+    calls = []
+    fake_stage_modules(monkeypatch, prepared, calls)
+
+    rows = evaluate.compare_tta(run, devices="cpu", batch_size=8)
+    assert [c[1] for c in calls] == ["none", "none", "flip", "five-crop", "ten-crop"]  # an unreported warm-up
+    assert len(calls[0][0]) == 2 and len(calls[1][0]) == 3
+    assert [(r["tta"], r["views"], r["images"]) for r in rows] == [
+        ("none", 1, 3), ("flip", 2, 3), ("five-crop", 5, 3), ("ten-crop", 10, 3)]
+    assert rows[0]["relative_cost"] == 1.0 and all(r["delta_map"] == 0 and r["ms_per_image"] > 0 for r in rows)
+
+    paths = evaluate.save_table(rows, run, "tta_compare", precision="fp32")
+    assert pd.read_csv(paths["csv"])["tta"].tolist() == ["none", "flip", "five-crop", "ten-crop"]
+    assert json.loads(paths["json"].read_text())["precision"] == "fp32"
+    text = evaluate.format_table([*rows, {"tta": "x", "val_map": float("nan")}], evaluate.TTA_COLUMNS)
+    lines = text.splitlines()
+    assert lines[0].split() == [name for name, _ in evaluate.TTA_COLUMNS] and lines[-1].split()[:3] == ["x", "-", "-"]
+
+    assert main(["evaluate", "--run", str(run), "--compare-tta", "--devices", "cpu"]) == 0
+    assert "ten-crop" in capsys.readouterr().out
+    assert main(["evaluate", "--submission", "s.csv", "--answers", "a.csv", "--compare-tta"]) == 2

@@ -161,7 +161,7 @@ def test_submit_save_and_merge_probs(trained_run, tmp_path):
     questions = _questions(tmp_path, task, 3)
     out, probs_dir = tmp_path / "sub", tmp_path / "probs"
     assert main(["submit", "--runs", str(trained_run), "--questions", str(questions), "--out", str(out),
-                 "--tta", "flip", "--save-probs", str(probs_dir)]) == 0
+                 "--tta", "flip", "--save-probs", str(probs_dir), "--precision", "fp32"]) == 0
     check_submission(out / "submission.csv", questions)
     assert (out / f"{task}.csv").read_text() == (out / "submission.csv").read_text()
     saved = sorted(probs_dir.glob("*.npy"))
@@ -188,7 +188,8 @@ def test_submit_names_missing_tasks_and_writes_nothing(trained_run, tmp_path):
 def test_predict_cli_writes_npy_and_csv(trained_run, tmp_path, capsys):
     task = json.loads((trained_run / "config.json").read_text())["task"]
     paths = _images(tmp_path, sizes=[(50, 40), (40, 60)], ext="jpg")
-    args = ["predict", "--run", str(trained_run), "--images", *map(str, paths), "--tta", "five-crop"]
+    args = ["predict", "--run", str(trained_run), "--images", *map(str, paths), "--tta", "five-crop",
+            "--precision", "fp32"]  # the default, auto, would measure and cache its choice in the run
     assert main(args + ["--out", str(tmp_path / "p.npy")]) == 0
     got_task, images, probs = load_probs(tmp_path / "p.npy")
     assert (got_task, images) == (task, [str(p) for p in paths])
@@ -197,3 +198,36 @@ def test_predict_cli_writes_npy_and_csv(trained_run, tmp_path, capsys):
     assert [line.split(",")[:2] for line in lines] == [[str(p), task] for p in paths]
     np.testing.assert_allclose([[float(v) for v in line.split(",")[2].split(";")] for line in lines], probs, atol=1e-7)
     assert f"2 images, {task}, tta five-crop" in capsys.readouterr().out
+
+
+# --- precision ------------------------------------------------------------------------------------
+def test_precision_flag_defaults():
+    from fashionai.cli import _predict_kw, build_parser
+
+    parser = build_parser()
+    predict_args = parser.parse_args(["predict", "--run", "r", "--images", "a.jpg"])
+    submit_args = parser.parse_args(["submit", "--runs", "r", "--questions", "q.csv", "--precision", "int8"])
+    assert _predict_kw(predict_args)["precision"] == "auto" and _predict_kw(submit_args)["precision"] == "int8"
+    assert parser.parse_args(["evaluate", "--run", "r"]).precision == "fp32"  # scoring: the reference
+
+
+def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, monkeypatch):
+    from fashionai import submission
+
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    paths = _images(tmp_path, sizes=[(50, 40), (40, 60), (64, 64)], ext="jpg")
+    assert main(["predict", "--run", str(run), "--images", *map(str, paths), "--precision", "fused", "--tta", "flip",
+                 "--out", str(tmp_path / "fused.npy")]) == 0
+    fused = load_probs(tmp_path / "fused.npy")[2]
+    np.testing.assert_allclose(fused, predict.predict_run(run, paths, tta="flip"), atol=1e-4)
+    assert json.loads((tmp_path / "fused.json").read_text())["precision"] == "fused"
+
+    seen = []
+    monkeypatch.setattr(submission, "predict_run", lambda run_dir, files, **kw: seen.append(kw) or np.full(
+        (len(files), num_classes(task)), 1 / num_classes(task)))
+    questions = _questions(tmp_path, task, 2)
+    assert main(["submit", "--runs", str(run), "--questions", str(questions), "--out", str(tmp_path / "sub"),
+                 "--precision", "int8"]) == 0
+    assert seen[0]["precision"] == "int8" and seen[0]["tta"] == "ten-crop"
