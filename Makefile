@@ -18,5 +18,16 @@ test: venv
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow"
 
+# Every benchmark in turn (a few minutes on 2 cores); tables in bench/out/*.md, all rows in
+# bench/out/results.jsonl. Run it on an otherwise idle machine: figures are throughputs.
+BENCH_OUT ?= bench/out
+bench: venv
+	@mkdir -p $(BENCH_OUT)
+	$(PY) bench/bench_train.py --seconds 5 --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/train.md
+	$(PY) bench/bench_predict.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/predict.md
+	$(PY) bench/bench_input.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/input.md
+	$(PY) bench/bench_head.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/head.md
+	@cat $(BENCH_OUT)/train.md $(BENCH_OUT)/predict.md $(BENCH_OUT)/input.md $(BENCH_OUT)/head.md
+
 clean:
 	rm -rf $(VENV) demo .pytest_cache

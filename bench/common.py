@@ -93,7 +93,17 @@ def forward_gflop(net, size: int) -> float:
 
 
 def peak_rss_mb(children: bool = False) -> float:
-    """Peak resident memory of this process (or of its finished children), MiB."""
+    """Peak resident memory of this process (or of its largest finished child), MiB.
+
+    Linux keeps getrusage's ru_maxrss across exec, so a child started from a big parent would
+    report the parent's peak; /proc/self/status VmHWM belongs to the new address space alone.
+    """
+    if not children:
+        try:
+            line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+            return int(line.split()[1]) / 1024
+        except (OSError, StopIteration):
+            pass
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024
 
@@ -155,7 +165,7 @@ def report(title: str, info: dict, extra: dict, rows: Sequence[dict], columns: S
     if json_path:
         with open(json_path, "a") as f:
             f.write(json.dumps({"title": title, "machine": info, "settings": extra, "rows": list(rows),
-                                "notes": list(notes)}) + "\n")
+                                "notes": list(notes)}, default=str) + "\n")
     return text
 
 

@@ -8,8 +8,9 @@ Every file is written to a temporary name and renamed, and `checkpoint.json` las
 point a resume starts from.
 
 Defaults are the Gluon FashionAI tutorial's (`train_task.py`: SGD, lr 0.001, momentum 0.9, wd 1e-4,
-step decay x0.75 at epochs 10/20/30, 40 epochs, batch 64 per device, 4 loader workers) on
-ResNet50_v2 at 224 px; `TrainConfig.demo` is the small from-scratch setting for generated data.
+step decay x0.75 at epochs 10/20/30, 40 epochs, batch 64 per device) on ResNet50_v2 at 224 px,
+with the tutorial's 4 loader workers where there are 4 cores (`workers` -1: min(4, cores));
+`TrainConfig.demo` is the small from-scratch setting for generated data.
 """
 
 from __future__ import annotations

@@ -1,0 +1,196 @@
+"""Ten-crop prediction: a tutorial-style FP32 loop vs the project's predict at each precision.
+
+    .venv/bin/python bench/bench_predict.py [--model ResNet50_v2] [--size 224] [--images 24]
+
+Speed (one table): every case predicts the same `--images` 512 px demo JPEGs with ten-crop TTA
+(10 views per image) in its own child process, so each has its own peak resident memory:
+- tutorial-style: one image at a time, decoded, resized and cut into ten crops in Python with
+  NDArray slicing, the 10 views run as one batch through `net.hybridize()` (the Gluon FashionAI
+  tutorial's predict loop);
+- the project (`fashionai.predict.predict_paths`, batches of several images' views) at fp32,
+  fused, int8 and bf16 (`fashionai.precision`; refused where this CPU cannot run it).
+The net is one epoch of `--model` from random weights at a small LR (speed does not depend on the
+weights; a large LR would collapse its outputs to one class and hide any disagreement).
+
+Accuracy (second table): `precision.compare_precisions` on a demo-preset run that learned the
+skirt-length task (or on `--run`, any trained run), val mAP of each precision beside fp32's, and
+the precision `auto` picks there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+TASK = "skirt_length_labels"
+VIEWS = 10
+CASES = ("tutorial", "fp32", "fused", "int8", "bf16")
+
+
+def _run(prepared: Path, out: Path, name: str, **changes) -> Path:
+    """A run directory of the demo preset with `changes`, trained once and reused."""
+    from fashionai.train import TrainConfig, fit
+
+    run = out / TASK / name
+    if (run / "best.params").is_file():
+        return run
+    return fit(TrainConfig.demo(TASK, prepared, out, name=name, **changes))
+
+
+def _images(prepared: Path, count: int) -> list[Path]:
+    images = sorted((prepared / TASK).glob("*/*/*.jpg"))
+    return (images * (count // max(len(images), 1) + 1))[:count]
+
+
+def tutorial_predict(net, paths, size: int):
+    """The tutorial's loop: per image, decode, resize the short side, normalise, ten crops by slicing
+    (corners, centre, and their mirrors), one forward of the 10 views, softmax averaged."""
+    import mxnet as mx
+    import numpy as np
+
+    from fashionai.data import MEAN, STD, resize_size
+
+    mean, std = mx.nd.array(MEAN).reshape((3, 1, 1)), mx.nd.array(STD).reshape((3, 1, 1))
+    out = []
+    for path in paths:
+        img = mx.image.imread(str(path))
+        img = mx.image.resize_short(img, resize_size(size)).astype("float32") / 255
+        img = (mx.nd.transpose(img, (2, 0, 1)) - mean) / std
+        h, w = img.shape[1:]
+        corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
+        crops = [img[:, y:y + size, x:x + size] for y, x in corners]
+        crops += [mx.nd.flip(c, axis=2) for c in crops]
+        probs = mx.nd.softmax(net(mx.nd.stack(*crops)), axis=-1).mean(axis=0)
+        out.append(probs.asnumpy())
+    return np.stack(out)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One case in a fresh process: {"img_per_s", "rss_mb"} (probabilities saved beside), or {"error"}."""
+    from fashionai.runtime import configure_threads
+
+    configure_threads()
+    import mxnet as mx
+    import numpy as np
+
+    from fashionai.model import load_run
+    from fashionai.precision import load_net
+    from fashionai.predict import predict_paths
+
+    run, images, ctx = Path(args.run), _images(Path(args.prepared), args.images), [mx.cpu()]
+    try:
+        if args.case == "tutorial":
+            net, _ = load_run(run, ctx=ctx)
+            net.hybridize()
+            predict = lambda paths: tutorial_predict(net, paths, args.size)  # noqa: E731
+        else:
+            net, _ = load_net(run, args.case, ctx=ctx)
+            predict = lambda paths: predict_paths(net, paths, data_shape=args.size, ctx=ctx,  # noqa: E731
+                                                  tta="ten-crop", batch_size=args.batch)
+    except (ValueError, OSError) as err:
+        print(json.dumps({"error": str(err).strip().splitlines()[-1][:200]}))
+        return
+    predict(images[:max(1, args.batch // VIEWS)])  # warm-up: graph build, int8 calibration is done above
+    start = time.time()
+    probs = predict(images)
+    seconds = time.time() - start
+    np.save(Path(args.workdir) / f"probs-{args.case}.npy", probs)
+    print(json.dumps({"img_per_s": len(images) / seconds, "rss_mb": common.peak_rss_mb()}))
+
+
+def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, peak: float) -> list[dict]:
+    import numpy as np
+
+    rows = []
+    for case in CASES:
+        result = common.run_child(script, ["--case", case, "--run", str(run), "--prepared", str(prepared),
+                                           "--images", str(args.images), "--size", str(args.size),
+                                           "--batch", str(args.batch), "--workdir", args.workdir], {})
+        row = {"case": "tutorial-style loop, FP32" if case == "tutorial" else f"project, {case}"}
+        if "error" in result:
+            row["note"] = f"not run: {result['error']}"
+        else:
+            value = result["img_per_s"]
+            row.update({"img/s": value, "views/s": value * VIEWS, "share of peak": value * gflop / peak,
+                        "peak RSS MiB": result["rss_mb"]})
+            base = rows[0].get("img/s") if rows else None
+            if base:
+                row["vs tutorial"] = f"{value / base:.2f}x"
+                ref = np.load(Path(args.workdir) / "probs-tutorial.npy")
+                probs = np.load(Path(args.workdir) / f"probs-{case}.npy")
+                row["note"] = (f"argmax agreement {np.mean(probs.argmax(1) == ref.argmax(1)):.3f}, "
+                               f"max |dp| {np.abs(probs - ref).max():.1e}")
+        rows.append(row)
+    return rows
+
+
+def _accuracy_rows(run: Path, batch: int) -> tuple[list[dict], str]:
+    from fashionai.precision import compare_precisions, pick_precision
+
+    rows = compare_precisions(run, devices="cpu", batch_size=batch)
+    choice, why = pick_precision(rows)
+    table = [{"precision": r["precision"], "val mAP": r.get("val_map"), "delta mAP": r.get("delta_map"),
+              "img/s (no TTA)": r.get("img_s"), "speed-up": r.get("speedup"),
+              "argmax agreement": r.get("argmax_agreement"),
+              "note": "" if r["supported"] else r["reason"][:120]} for r in rows]
+    return table, f"auto picks {choice} on {run}: {why}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="ResNet50_v2")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--images", type=int, default=24, help="images per speed case (each 10 views)")
+    p.add_argument("--batch", type=int, default=30, help="views per forward pass of the project's predict")
+    p.add_argument("--run", help="a trained run for the accuracy table (default: a demo run trained here)")
+    p.add_argument("--workdir", default="bench/.work")
+    p.add_argument("--json", help="append the results to this JSON lines file")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--case", default="", help=argparse.SUPPRESS)
+    p.add_argument("--prepared", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+
+    from fashionai.runtime import configure_threads
+
+    configure_threads()
+    import mxnet as mx
+
+    from fashionai.model import build_net
+
+    info = common.machine_info()
+    peak = common.peak_conv_gflops()
+    gflop = VIEWS * common.forward_gflop(build_net(args.model, 6, ctx=[mx.cpu()]), args.size)
+    work = Path(args.workdir)
+    prepared = common.demo_images(work, per_class=12, size=512)
+    speed_run = _run(prepared, work / "runs-predict", f"{args.model}-{args.size}-1epoch", model=args.model,
+                     data_shape=args.size, epochs=1, batch_size=8, lr=1e-3, warmup_epochs=0)
+    rows = _speed_rows(args, Path(__file__), prepared, speed_run, gflop, peak)
+    notes = [f"{args.images} images x {VIEWS} views; {args.model} forward = {gflop / VIEWS:.2f} GFLOP per view; "
+             f"peak FP32 conv {peak:.0f} GFLOPS (share of peak: of the FP32 peak, also for int8)",
+             "agreement and |dp| against the tutorial loop's probabilities: the views differ (the project "
+             "cuts the corner crops from the centred square whose centre crop is evaluation's, the "
+             "tutorial from the whole resized image), so even fp32 disagrees on a near-random net"]
+    common.report(f"Ten-crop prediction: {args.model} at {args.size} px", info,
+                  {"views per project batch": args.batch}, rows,
+                  ["case", "img/s", "views/s", "share of peak", "vs tutorial", "peak RSS MiB", "note"], notes,
+                  args.json)
+
+    quality_run = Path(args.run) if args.run else _run(common.demo_images(work, per_class=80, size=128),
+                                                        work / "runs-predict", "demo")
+    table, choice = _accuracy_rows(quality_run, args.batch)
+    common.report("Prediction precision: val mAP against FP32 (TTA none)", info,
+                  {"run": str(quality_run), "tolerance": 0.005}, table,
+                  ["precision", "val mAP", "delta mAP", "img/s (no TTA)", "speed-up", "argmax agreement", "note"],
+                  [choice], args.json)
+
+
+if __name__ == "__main__":
+    main()
