@@ -54,19 +54,16 @@ def _step_fn(net, trainer, batches, dtype: str):
     import mxnet as mx
     from mxnet import autograd
 
+    from fashionai.train import amp_scaled
+
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
 
     def step() -> int:
         data, label = next(batches)
         with autograd.record():
             loss = loss_fn(net(data), label)
-        if dtype != "float32":
-            from mxnet.contrib import amp
-
-            with amp.scale_loss(loss, trainer) as scaled:
-                autograd.backward(scaled)
-        else:
-            loss.backward()
+            to_backward = amp_scaled([loss], trainer) if dtype != "float32" else [loss]
+        autograd.backward(to_backward)
         trainer.step(data.shape[0])
         loss.wait_to_read()
         return data.shape[0]

@@ -355,6 +355,14 @@ def pad_batch(batch: mx.nd.NDArray, size: int) -> mx.nd.NDArray:
     return mx.nd.concat(batch, pad, dim=0)
 
 
+def amp_scaled(losses: list, trainer) -> list:
+    """The losses times AMP's current loss scale (call inside `autograd.record()`)."""
+    from mxnet.contrib import amp
+
+    with amp.scale_loss(losses, trainer) as scaled:
+        return scaled
+
+
 # --- one epoch ----------------------------------------------------------------------------------
 def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, epoch: int,
                     weights: np.ndarray | None = None, num_workers: int = 1, layout=None) -> dict[str, float]:
@@ -385,13 +393,10 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
                 outputs = [o + layout.mask_bias(y) for o, y in zip(outputs, parts[2])]
             losses = [loss_fn(o, t, w) if w is not None else loss_fn(o, t)
                       for o, t, w in zip(outputs, parts[1], w_parts)]
-        if config.dtype != "float32":  # AMP: dynamic loss scaling, overflowing steps are skipped
-            from mxnet.contrib import amp
-
-            with amp.scale_loss(losses, trainer) as scaled:
-                autograd.backward(scaled)
-        else:
-            autograd.backward(losses)
+            # AMP: dynamic loss scaling (overflowing steps are skipped); the scaling is itself an
+            # operation, so it must be recorded or backward finds no graph behind the scaled loss
+            backward_of = amp_scaled(losses, trainer) if config.dtype != "float32" else losses
+        autograd.backward(backward_of)
         trainer.step(data.shape[0] * num_workers)
         total_loss += sum(float(l.sum().asscalar()) for l in losses)
         correct += sum(int((o.argmax(axis=1) == y.astype("float32")).sum().asscalar())

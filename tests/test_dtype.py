@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import mxnet as mx
+import numpy as np
+import pandas as pd
 import pytest
 
 from fashionai import precision_probe
@@ -42,5 +44,9 @@ def test_bfloat16_training_runs_and_saves_float32_weights(prepared_data, tmp_pat
          "--prepared", str(prepared_data), "--out", str(tmp_path), "--name", "bf16", "--dtype", "bfloat16",
          "--epochs", "2", "--data-shape", "32", "--batch-size", "8"], capture_output=True, text=True)
     assert code.returncode == 0, code.stderr[-2000:]
-    params = mx.nd.load(str(tmp_path / "skirt_length_labels" / "bf16" / "best.params"))
-    assert all(v.dtype == "float32" for v in params.values())
+    run = tmp_path / "skirt_length_labels" / "bf16"
+    params = mx.nd.load(str(run / "best.params"))
+    assert {np.dtype(v.dtype) for v in params.values()} == {np.dtype("float32")}
+    assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
+    losses = pd.read_csv(run / "metrics.csv")["train_loss"]
+    assert np.isfinite(losses).all() and len(losses) == 2
