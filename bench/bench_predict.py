@@ -8,7 +8,9 @@ Speed (one table): every case predicts the same `--images` 512 px demo JPEGs wit
   NDArray slicing, the 10 views run as one batch through `net.hybridize()` (the Gluon FashionAI
   tutorial's predict loop);
 - the project (`fashionai.predict.predict_paths`, batches of several images' views) at fp32,
-  fused, int8 and bf16 (`fashionai.precision`; refused where this CPU cannot run it).
+  fused, int8 and bf16 (`fashionai.precision`; refused where this CPU cannot run it), and at fp32
+  once more with MXNet's default threads (`OMP_NUM_THREADS` unset, the project's thread setting
+  skipped), the baseline of the project's thread default.
 The net is one epoch of `--model` from random weights at a small LR (speed does not depend on the
 weights; a large LR would collapse its outputs to one class and hide any disagreement).
 
@@ -29,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TASK = "skirt_length_labels"
+DEFAULT_THREADS = "fp32, MXNet default threads"  # OMP_NUM_THREADS removed, configure_threads not run
 VIEWS = 10
-CASES = ("tutorial", "fp32", "fused", "int8", "bf16")
+CASES = ("tutorial", "fp32", "fused", "int8", "bf16", DEFAULT_THREADS)
 
 
 def _run(prepared: Path, out: Path, name: str, **changes) -> Path:
@@ -71,11 +74,17 @@ def tutorial_predict(net, paths, size: int):
     return np.stack(out)
 
 
+def _probs_file(workdir: str, case: str) -> Path:
+    """Where a case's child leaves its probabilities for the parent's agreement column."""
+    return Path(workdir) / f"probs-{''.join(c if c.isalnum() else '-' for c in case)}.npy"
+
+
 def child(args: argparse.Namespace) -> None:
     """One case in a fresh process: {"img_per_s", "rss_mb"} (probabilities saved beside), or {"error"}."""
-    from fashionai.runtime import configure_threads
+    if args.case != DEFAULT_THREADS:
+        from fashionai.runtime import configure_threads
 
-    configure_threads()
+        configure_threads()
     import mxnet as mx
     import numpy as np
 
@@ -90,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
             net.hybridize()
             predict = lambda paths: tutorial_predict(net, paths, args.size)  # noqa: E731
         else:
-            net, _ = load_net(run, args.case, ctx=ctx)
+            net, _ = load_net(run, "fp32" if args.case == DEFAULT_THREADS else args.case, ctx=ctx)
             predict = lambda paths: predict_paths(net, paths, data_shape=args.size, ctx=ctx,  # noqa: E731
                                                   tta="ten-crop", batch_size=args.batch)
     except (ValueError, OSError) as err:
@@ -100,7 +109,7 @@ def child(args: argparse.Namespace) -> None:
     start = time.time()
     probs = predict(images)
     seconds = time.time() - start
-    np.save(Path(args.workdir) / f"probs-{args.case}.npy", probs)
+    np.save(_probs_file(args.workdir, args.case), probs)
     print(json.dumps({"img_per_s": len(images) / seconds, "rss_mb": common.peak_rss_mb()}))
 
 
@@ -111,7 +120,8 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
     for case in CASES:
         result = common.run_child(script, ["--case", case, "--run", str(run), "--prepared", str(prepared),
                                            "--images", str(args.images), "--size", str(args.size),
-                                           "--batch", str(args.batch), "--workdir", args.workdir], {})
+                                           "--batch", str(args.batch), "--workdir", args.workdir],
+                                  {"OMP_NUM_THREADS": None} if case == DEFAULT_THREADS else {})
         row = {"case": "tutorial-style loop, FP32" if case == "tutorial" else f"project, {case}"}
         if "error" in result:
             row["note"] = f"not run: {result['error']}"
@@ -122,11 +132,14 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
             base = rows[0].get("img/s") if rows else None
             if base:
                 row["vs tutorial"] = f"{value / base:.2f}x"
-                ref = np.load(Path(args.workdir) / "probs-tutorial.npy")
-                probs = np.load(Path(args.workdir) / f"probs-{case}.npy")
+                ref = np.load(_probs_file(args.workdir, "tutorial"))
+                probs = np.load(_probs_file(args.workdir, case))
                 row["note"] = (f"argmax agreement {np.mean(probs.argmax(1) == ref.argmax(1)):.3f}, "
                                f"max |dp| {np.abs(probs - ref).max():.1e}")
         rows.append(row)
+    fp32, default = rows[1].get("img/s"), rows[-1].get("img/s")
+    if fp32 and default:
+        rows[1]["note"] += f"; {fp32 / default:.2f}x MXNet default threads"
     return rows
 
 
@@ -158,9 +171,10 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.runtime import configure_threads
+    if args.case != DEFAULT_THREADS:
+        from fashionai.runtime import configure_threads
 
-    configure_threads()
+        configure_threads()
     import mxnet as mx
 
     from fashionai.model import build_net
