@@ -30,6 +30,8 @@ def curves_png(rows: Sequence[dict]) -> bytes:
     for ax, (title, series) in zip(axes, PANELS):
         for key, label in series:
             ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3, label=label)
+        if title == "loss":  # log scale: an early val loss 10-20x the rest (BN statistics still
+            ax.set_yscale("log")  # settling) would otherwise flatten every later epoch to a line
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
