@@ -137,9 +137,11 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
                 row["note"] = (f"argmax agreement {np.mean(probs.argmax(1) == ref.argmax(1)):.3f}, "
                                f"max |dp| {np.abs(probs - ref).max():.1e}")
         rows.append(row)
-    fp32, default = rows[1].get("img/s"), rows[-1].get("img/s")
-    if fp32 and default:
-        rows[1]["note"] += f"; {fp32 / default:.2f}x MXNet default threads"
+    by_case = dict(zip(CASES, rows))
+    fp32, default = by_case["fp32"], by_case[DEFAULT_THREADS]
+    if fp32.get("img/s") and default.get("img/s"):
+        fp32["note"] = "; ".join(filter(None, [fp32.get("note"),
+                                              f"{fp32['img/s'] / default['img/s']:.2f}x MXNet default threads"]))
     return rows
 
 
@@ -171,10 +173,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    if args.case != DEFAULT_THREADS:
-        from fashionai.runtime import configure_threads
+    from fashionai.runtime import configure_threads
 
-        configure_threads()
+    configure_threads()
     import mxnet as mx
 
     from fashionai.model import build_net
