@@ -21,7 +21,9 @@ import common  # noqa: E402
 
 
 def _fit(prepared: Path, out: Path, name: str, args, **changes) -> tuple[float, list[dict]]:
-    from fashionai.train import TrainConfig, fit, read_metrics
+    from fashionai.training.config import TrainConfig
+    from fashionai.training.fit import fit
+    from fashionai.training.rundir import read_metrics
 
     config = TrainConfig.demo("skirt_length_labels", prepared, out, name=name, model=args.model,
                               data_shape=args.size, batch_size=args.batch, warmup_epochs=0, **changes)
@@ -42,7 +44,7 @@ def main() -> None:
     p.add_argument("--json", help="append the result to this JSON lines file")
     args = p.parse_args()
 
-    from fashionai.runtime import configure_threads
+    from fashionai.core.runtime import configure_threads
 
     configure_threads()
     info = common.machine_info()

@@ -9,8 +9,8 @@ colour jitter, lighting, normalisation) into (B, 3, S, S) batches:
 - rec: MXNet's C++ ImageRecordIter over the split packed by `fashionai pack` (short side 256,
   quality 90), with `--threads` decoding threads.
 Each case runs in a child process pinned to that many cores (sched_setaffinity before MXNet
-starts), so img/s there is per core for the 1-core cases; `fashionai.pack.bench_input` does the
-timing (one warm-up batch, then whole batches).
+starts), so img/s there is per core for the 1-core cases; `bench_input` does the timing (one
+warm-up batch, then whole batches).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,13 +28,63 @@ import common  # noqa: E402
 TASK = "skirt_length_labels"
 
 
+def bench_input(prepared: str | Path, task: str, *, data_shape: int = 224, images: int = 300,
+                batch_size: int = 32, threads: int = 1, min_scale: float = 0.08, jitter: float = 0.4,
+                lighting: float = 0.1) -> dict:
+    """Training-input throughput of the two paths on `task`'s train split (which must be packed):
+    the tutorial's (ImageFolderDataset + `data.train_transform`, DataLoader(num_workers=0): one
+    Python process decodes and augments) against `--input rec` (ImageRecordIter with `threads`
+    decoding threads). Each path draws one warm-up batch, then is timed over `images` images (whole
+    batches, each waited for; an epoch boundary, if crossed, counts).
+
+    For per-core figures run it pinned to one core (`taskset -c 0 python ...`, or
+    os.sched_setaffinity before MXNet starts its threads); `cores` in the result says how many the
+    process could use. Returns, per path, images, img_s (wall clock) and img_per_cpu_s (per CPU
+    second of the process: robust to other load on shared cores), their ratios rec / folder
+    (`ratio`, `cpu_ratio`) and the settings.
+    """
+    from fashionai.core.tasks import num_classes
+    from fashionai.data.loaders import image_folder, make_loader, split_dir, usable_cores
+    from fashionai.data.recordio import record_loader
+    from fashionai.data.transforms import train_transform
+
+    augment = dict(min_scale=min_scale, jitter=jitter, lighting=lighting)
+    folder = image_folder(split_dir(prepared, task, "train"), num_classes(task))
+    loader = make_loader(folder, train_transform(data_shape, **augment), batch_size, train=True, workers=0)
+    folder = _time_batches(lambda: loader, images)
+    rec = _time_batches(lambda: record_loader(prepared, task, "train", batch_size, train=True,
+                                              data_shape=data_shape, workers=threads, **augment), images)
+    result = {"task": task, "data_shape": data_shape, "batch_size": batch_size, "threads": threads,
+              "cores": usable_cores(), **{f"folder_{k}": v for k, v in folder.items()},
+              **{f"rec_{k}": v for k, v in rec.items()}}
+    result["ratio"] = result["rec_img_s"] / result["folder_img_s"]
+    result["cpu_ratio"] = result["rec_img_per_cpu_s"] / result["folder_img_per_cpu_s"]
+    return result
+
+
+def _time_batches(make_loader, images: int) -> dict:
+    """Build the loader, draw one warm-up batch (start-up: folder listing, pack check, threads),
+    then time whole batches until `images` more (epochs repeat): images, img_s (wall clock) and
+    img_per_cpu_s (per second of this process's CPU time, all its threads: the per-core rate,
+    unaffected by other processes sharing the cores)."""
+    loader = make_loader()
+    next(iter(loader))[0].wait_to_read()
+    wall, cpu, seen = time.perf_counter(), time.process_time(), 0
+    while seen < images:
+        for data, _ in loader:
+            data.wait_to_read()
+            seen += data.shape[0]
+            if seen >= images:
+                break
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"images": seen, "img_s": seen / wall, "img_per_cpu_s": seen / max(cpu, 1e-9)}
+
+
 def child(args: argparse.Namespace) -> None:
-    """One pinned case: pack.bench_input's result plus this process's peak RSS."""
+    """One pinned case: bench_input's result plus this process's peak RSS."""
     threads = args.threads[0]
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    from fashionai.pack import bench_input
-
     result = bench_input(args.prepared, TASK, data_shape=args.size, images=args.images, batch_size=args.batch,
                          threads=threads)
     print(json.dumps({**result, "rss_mb": common.peak_rss_mb()}))
@@ -54,10 +105,10 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.runtime import configure_threads
+    from fashionai.core.runtime import configure_threads
 
     configure_threads()
-    from fashionai.pack import pack
+    from fashionai.data.pack import pack
 
     info = common.machine_info()
     prepared = common.demo_images(Path(args.workdir), per_class=12, size=512)

@@ -38,7 +38,8 @@ CASES = ("tutorial", "fp32", "fused", "int8", "bf16", DEFAULT_THREADS)
 
 def _run(prepared: Path, out: Path, name: str, **changes) -> Path:
     """A run directory of the demo preset with `changes`, trained once and reused."""
-    from fashionai.train import TrainConfig, fit
+    from fashionai.training.config import TrainConfig
+    from fashionai.training.fit import fit
 
     run = out / TASK / name
     if (run / "best.params").is_file():
@@ -82,15 +83,15 @@ def _probs_file(workdir: str, case: str) -> Path:
 def child(args: argparse.Namespace) -> None:
     """One case in a fresh process: {"img_per_s", "rss_mb"} (probabilities saved beside), or {"error"}."""
     if args.case != DEFAULT_THREADS:
-        from fashionai.runtime import configure_threads
+        from fashionai.core.runtime import configure_threads
 
         configure_threads()
     import mxnet as mx
     import numpy as np
 
+    from fashionai.inference.nets import load_net
+    from fashionai.inference.predict import predict_paths
     from fashionai.model import load_run
-    from fashionai.precision import load_net
-    from fashionai.predict import predict_paths
 
     run, images, ctx = Path(args.run), _images(Path(args.prepared), args.images), [mx.cpu()]
     try:
@@ -146,7 +147,7 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
 
 
 def _accuracy_rows(run: Path, batch: int) -> tuple[list[dict], str]:
-    from fashionai.precision import compare_precisions, pick_precision
+    from fashionai.pipeline.precision import compare_precisions, pick_precision
 
     rows = compare_precisions(run, devices="cpu", batch_size=batch)
     choice, why = pick_precision(rows)
@@ -173,7 +174,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.runtime import configure_threads
+    from fashionai.core.runtime import configure_threads
 
     configure_threads()
     import mxnet as mx

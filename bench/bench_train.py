@@ -27,7 +27,7 @@ def _net(model: str, size: int, mode: str, dtype: str = "float32"):
     import mxnet as mx
 
     from fashionai.model import build_net
-    from fashionai.train import start_amp
+    from fashionai.training.fit import start_amp
 
     start_amp(dtype)
     net = build_net(model, 6, ctx=[mx.cpu()], hybridize=False)
@@ -54,7 +54,7 @@ def _step_fn(net, trainer, batches, dtype: str):
     import mxnet as mx
     from mxnet import autograd
 
-    from fashionai.train import amp_scaled
+    from fashionai.training.loop import amp_scaled
 
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -92,9 +92,9 @@ def _loader_batches(prepared: Path, batch: int, size: int, workers: int):
 def measure(model: str, size: int, batch: int, seconds: float, mode: str = "static", dtype: str = "float32",
             loader: Path | None = None, workers: int = 0) -> float:
     """img/s of training `model` in one setting."""
-    from fashionai.train import check_dtype
-
     import mxnet as mx
+
+    from fashionai.training.fit import check_dtype
 
     check_dtype(dtype, [mx.cpu()])
     net = _net(model, size, mode, dtype)
@@ -107,7 +107,7 @@ def child(args: argparse.Namespace) -> None:
     if args.case == "default-threads":
         pass  # OMP_NUM_THREADS removed by the parent: MXNet picks its own default
     else:
-        from fashionai.runtime import configure_threads
+        from fashionai.core.runtime import configure_threads
 
         configure_threads()
     try:
@@ -132,7 +132,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.runtime import configure_threads
+    from fashionai.core.runtime import configure_threads
 
     configure_threads()
     import mxnet as mx

@@ -29,14 +29,16 @@ FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"
 
 
 def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from fashionai.core.cpu import usable_cores
+
+    return usable_cores()
 
 
 def machine_info() -> dict:
     """Cores, CPU model and the flags that decide MXNet's kernels, MXNet build features, threads."""
     import mxnet as mx
 
-    from fashionai.precision_probe import cpu_flags
+    from fashionai.core.cpu import cpu_flags
 
     model = ""
     try:
@@ -171,8 +173,8 @@ def report(title: str, info: dict, extra: dict, rows: Sequence[dict], columns: S
 
 def demo_images(root: Path, per_class: int, size: int, task: str = "skirt_length_labels") -> Path:
     """A prepared demo root of `size`-px JPEGs (quality 90), made once under `root` and reused."""
-    from fashionai.demodata import make_demo_data
-    from fashionai.prepare import prepare
+    from fashionai.data.demodata import make_demo_data
+    from fashionai.data.prepare import prepare
 
     prepared = root / f"prepared-{task}-{per_class}-{size}"
     if not (prepared / task / "train").is_dir():

@@ -1,6 +1,6 @@
 """fashionai: an MXNet Gluon pipeline for the FashionAI clothing-attribute challenge.
 
-Importing the package does not import MXNet: `fashionai.runtime.configure_threads` must run first
+Importing the package does not import MXNet: `fashionai.core.runtime.configure_threads` must run first
 so that OpenMP picks up every core (MXNet reads the thread count once, at import).
 """
 

@@ -9,14 +9,14 @@ backbone; its old head is ignored); `pretrained="none"` initialises everything a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionai.tasks import num_classes as task_classes
+from fashionai.core.devices import context_list
+from fashionai.core.runinfo import RunInfo
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -156,14 +156,6 @@ def make_net(model_name: str, num_classes: int) -> mx.gluon.HybridBlock:
     return net
 
 
-def _as_list(ctx) -> list:
-    import mxnet as mx
-
-    if ctx is None:
-        return [mx.cpu()]
-    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-
-
 def build_net(
     model_name: str, num_classes: int, *, pretrained: str = "none", download: bool = False,
     root: str | Path | None = None, ctx=None, hybridize: bool = True,
@@ -172,7 +164,7 @@ def build_net(
     with static_alloc / static_shape. `pretrained`: "none" (random), "cache" (model store), or a path."""
     import mxnet as mx
 
-    ctx = _as_list(ctx)
+    ctx = context_list(ctx)
     net = make_net(model_name, num_classes)
     if pretrained == "none":
         # GluonCV's from-scratch initialisation for ImageNet nets; the head gets its own below.
@@ -187,26 +179,13 @@ def build_net(
     return net
 
 
-def read_config(run_dir: str | Path) -> dict:
-    """The run's `config.json`; FileNotFoundError if `run_dir` is not a run directory."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; is {run_dir} a run directory (fashionai train)?")
-    return json.loads(path.read_text())
-
-
-def load_run(run_dir: str | Path, ctx=None, which: str = "best") -> tuple[mx.gluon.HybridBlock, dict]:
-    """(net, config) of a trained run: rebuilt from `config.json`, `<which>.params` loaded on `ctx`
-    (any contexts, whatever the run was trained on), hybridized."""
-    if which not in ("best", "last"):
-        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    config = read_config(run_dir)
-    params = Path(run_dir) / f"{which}.params"
-    if not params.is_file():
-        raise FileNotFoundError(f"{params}: no such file; the run has no {which} checkpoint yet")
-    k = int(config.get("num_classes") or task_classes(config["task"]))
-    net = make_net(config["model"], k)
-    net.load_parameters(str(params), ctx=_as_list(ctx))
+def load_run(run_dir: str | Path, ctx=None, which: str = "best") -> tuple[mx.gluon.HybridBlock, RunInfo]:
+    """(net, run) of a trained run: rebuilt from its validated `config.json`, `<which>.params` loaded
+    on `ctx` (any contexts, whatever the run was trained on), hybridized."""
+    run = RunInfo.read(run_dir)
+    params = run.weights(which)
+    net = make_net(run.model, run.num_classes)
+    net.load_parameters(str(params), ctx=context_list(ctx))
     net.hybridize(static_alloc=True, static_shape=True)
-    log.info("loaded %s (%s, %d classes) from %s", config["model"], config["task"], k, params)
-    return net, config
+    log.info("loaded %s (%s, %d classes) from %s", run.model, run.task, run.num_classes, params)
+    return net, run

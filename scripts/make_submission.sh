@@ -16,7 +16,7 @@ shift $(( $# < 3 ? $# : 3 ))
 [ "${1:-}" = "--" ] && shift
 PY=${PY:-.venv/bin/python}
 
-tasks=$("$PY" -c "from fashionai.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")
+tasks=$("$PY" -c "from fashionai.core.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")
 runs=()
 for task in $tasks; do
   if [ -d "$runs_root/$task/best" ]; then

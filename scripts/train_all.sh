@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 NAME=${NAME:-$(date +%Y%m%d-%H%M%S)}
 
-tasks=$("$PY" -c "from fashionai.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")
+tasks=$("$PY" -c "from fashionai.core.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")
 for task in $tasks; do
   echo "train_all: $task (run name $NAME)" >&2
   scripts/train_task.sh "$task" --name "$NAME" "$@" || {
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from fashionai.cli import build_parser, train_config
-from fashionai.tasks import TASK_NAMES
+from fashionai.core.tasks import TASK_NAMES
 
 name, flags = sys.argv[1], sys.argv[2:]
 print(f"train_all: best val mAP (official AP) per task, run name {name}")

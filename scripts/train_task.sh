@@ -14,7 +14,7 @@ PY=${PY:-.venv/bin/python}
 
 usage() {
   echo "usage: scripts/train_task.sh TASK [extra fashionai train flags]"
-  echo "  TASK: one of $("$PY" -c "from fashionai.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))" 2>/dev/null || echo "the 8 task names")"
+  echo "  TASK: one of $("$PY" -c "from fashionai.core.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))" 2>/dev/null || echo "the 8 task names")"
 }
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;

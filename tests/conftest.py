@@ -1,6 +1,6 @@
-"""Shared fixtures. Thread settings go first: MXNet reads OMP_NUM_THREADS once, at import."""
+"""Shared fixtures and settings. Thread settings go first: MXNet reads OMP_NUM_THREADS once, at import."""
 
-from fashionai.runtime import configure_threads
+from fashionai.core.runtime import configure_threads
 
 configure_threads()
 
@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def prepared_data(demo_data, tmp_path_factory):
     """The demo data prepared once per session (seed 0, val fraction 0.1); tests must not modify it."""
-    from fashionai.prepare import prepare
+    from fashionai.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     prepare(demo_data, out, workers=2)
@@ -27,7 +27,7 @@ def demo_data(tmp_path_factory):
     Seed 0, all 8 tasks, 8 train + 3 test per class, 3 warm-up per skirt class, long side 96-160 px
     (612 images, ~2 s); tests/test_demodata.py hand-computes its expectations from these numbers.
     """
-    from fashionai.demodata import make_demo_data
+    from fashionai.data.demodata import make_demo_data
 
     root = tmp_path_factory.mktemp("demo") / "data"
     make_demo_data(root, train_per_class=8, test_per_class=3, warmup_per_class=3, min_size=96,
@@ -40,9 +40,52 @@ def demo_data(tmp_path_factory):
 def trained_run(prepared_data, tmp_path_factory):
     """A small from-scratch run on the prepared demo data (skirt length, 32 px, 2 epochs, ~5 s) for
     prediction / evaluation / export tests: real run-dir files, not a model that must be good."""
-    from fashionai.train import TrainConfig, fit
+    from fashionai.training.config import TrainConfig
+    from fashionai.training.fit import fit
 
     out = tmp_path_factory.mktemp("runs")
     config = TrainConfig.demo("skirt_length_labels", prepared_data, out, model="cifar_resnet20_v1",
                               data_shape=32, epochs=2, batch_size=16, warmup_epochs=0)
     return fit(config)
+
+
+# --- tiny training runs (fit, rundir, config) ----------------------------------------------------
+TASK = "skirt_length_labels"
+# The small setting for run-directory mechanics on the tiny session data (3-4 steps per epoch).
+TINY = dict(model="cifar_resnet20_v1", data_shape=32, pretrained="none", workers=0, batch_size=16, devices="cpu",
+            optimizer="nag", lr=0.1, lr_mode="cosine", warmup_epochs=1, lr_steps=[], min_scale=0.6, jitter=0.2,
+            lighting=0.0, seed=0)
+
+
+def first_argmax(values):
+    """Index of the first maximum (ties keep the earlier epoch), ignoring NaN."""
+    import math
+
+    best = max(v for v in values if not math.isnan(v))
+    return next(i for i, v in enumerate(values) if v == best)
+
+
+def read_checkpoint_json(run_dir):
+    """A run's checkpoint.json as written."""
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(run_dir) / "checkpoint.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def resumed(prepared_data, tmp_path_factory):
+    """An uninterrupted 4-epoch run and a 2-epoch run resumed to 4 epochs (same settings and seed).
+
+    Returns (full run dir, resumed run dir, the 2-epoch run's checkpoint.json before the resume).
+    """
+    from fashionai.training.config import TrainConfig
+    from fashionai.training.fit import fit
+
+    out = tmp_path_factory.mktemp("resume")
+    base = TrainConfig(task=TASK, prepared=str(prepared_data), out=str(out), epochs=4, **TINY)
+    full = fit(base.replace(name="full"))
+    part = fit(base.replace(name="part", epochs=2))
+    before = read_checkpoint_json(part)
+    assert fit(base.replace(name="part", resume=str(part))) == part  # epochs=4 again
+    return full, part, before

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fashionai.demo import MARKER, clear_workdir, format_demo, run_demo
-from fashionai.submission import check_submission
+from fashionai.pipeline.demo import MARKER, clear_workdir, format_demo, run_demo
+from fashionai.scoring.submission import check_submission
 
 TASKS = ["skirt_length_labels", "collar_design_labels"]
 

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fashionai.annotations import read_labels, read_questions
 from fashionai.cli import main
-from fashionai.demodata import make_demo_data
-from fashionai.tasks import TASK_NAMES, num_classes
+from fashionai.core.annotations import read_labels, read_questions
+from fashionai.core.tasks import TASK_NAMES, num_classes
+from fashionai.data.demodata import make_demo_data
 
 TRAIN, TEST, WARMUP = 8, 3, 3  # per class, as the demo_data fixture makes them
 SKIRT = "skirt_length_labels"

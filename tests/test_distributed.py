@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fashionai.distributed import WorkerInfo, check_launched, launch_args, shard
+from fashionai.training.distributed import WorkerInfo, check_launched, launch_args, shard
 
 
 def test_shards_are_disjoint_cover_everything_and_interleave_classes():

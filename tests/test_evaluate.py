@@ -1,136 +1,21 @@
-"""Scoring submission files end to end, per-class reports on disk, and the `evaluate` command."""
+"""`evaluate` a run on its val split and compare its TTA modes: the glue between the manifest,
+prediction and the scores (the stages are stood in for, per their documented contracts)."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fashionai import evaluate
-from fashionai.annotations import AnnotationError
 from fashionai.cli import main
-
-SKIRT, COLLAR = "skirt_length_labels", "collar_design_labels"
-# skirt: the metric text's worked example padded to 6 classes (AP 17/24, BasicPrecision 2/3);
-# collar: two correct rows (AP 1, BasicPrecision 1).
-ANSWERS = [
-    (f"Images/{SKIRT}/a.jpg", SKIRT, "ynnnnn"),
-    (f"Images/{SKIRT}/b.jpg", SKIRT, "ynnnnn"),
-    (f"Images/{SKIRT}/c.jpg", SKIRT, "ynnnnn"),
-    (f"Images/{SKIRT}/d.jpg", SKIRT, "ymnnnn"),
-    (f"Images/{COLLAR}/e.jpg", COLLAR, "nnynn"),
-    (f"Images/{COLLAR}/f.jpg", COLLAR, "nmnny"),
-]
-PROBS = {
-    "a": "0.90000000;0.10000000;0.00000000;0.00000000;0.00000000;0.00000000",
-    "b": "0.20000000;0.80000000;0.00000000;0.00000000;0.00000000;0.00000000",
-    "c": "0.70000000;0.30000000;0.00000000;0.00000000;0.00000000;0.00000000",
-    "d": "0.40000000;0.60000000;0.00000000;0.00000000;0.00000000;0.00000000",
-    "e": "0.10000000;0.10000000;0.60000000;0.10000000;0.10000000",
-    "f": "0.10000000;0.20000000;0.10000000;0.10000000;0.50000000",
-}
-
-
-def submission_lines():
-    return [f"{image},{task},{PROBS[image[-5]]}" for image, task, _ in ANSWERS]
-
-
-@pytest.fixture
-def answers(tmp_path):
-    path = tmp_path / "answers.csv"
-    path.write_text("".join(f"{i},{t},{v}\r\n" for i, t, v in ANSWERS), encoding="utf-8-sig")
-    return path
-
-
-def write(tmp_path, lines, name="submission.csv"):
-    path = tmp_path / name
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_score_submission_matches_hand_computed(tmp_path, answers):
-    lines = submission_lines()
-    sub = write(tmp_path, lines[::-1])  # another order: rows are matched by (image, task)
-    report = evaluate.score_submission(sub, answers)
-    by_task = {s.task: s for s in report.tasks}
-    assert [s.task for s in report.tasks] == [SKIRT, COLLAR]
-    assert by_task[SKIRT].rows == 4 and by_task[SKIRT].ap == pytest.approx(17 / 24)
-    assert by_task[SKIRT].basic_precision == pytest.approx(2 / 3)
-    assert by_task[COLLAR].ap == 1.0 and by_task[COLLAR].basic_precision == 1.0
-    assert report.map == pytest.approx((17 / 24 + 1) / 2)
-    assert report.basic_precision == pytest.approx((2 / 3 + 1) / 2)
-    assert json.loads(json.dumps(report.to_dict()))["map"] == pytest.approx(report.map)
-
-
-@pytest.mark.parametrize("edit,where,match", [
-    (lambda ls: ls[:-1], "answers.csv:6", "has no row"),
-    (lambda ls: ls + [f"Images/{COLLAR}/zz.jpg,{COLLAR},{PROBS['e']}"], "submission.csv:7", "not in the answers"),
-    (lambda ls: ls + [ls[0]], "submission.csv:7", "repeats line 1"),
-    (lambda ls: [ls[0].replace(";0.00000000", "", 1)] + ls[1:], "submission.csv:1", "5 probabilities"),
-    (lambda ls: ls[:1] + [ls[1].replace("0.80000000", "abc")] + ls[2:], "submission.csv:2", "not a number"),
-    (lambda ls: ls[:2] + [ls[2].replace("0.70000000", "1.70000000")] + ls[3:], "submission.csv:3", r"\[0, 1\]"),
-    (lambda ls: ls[:3] + [ls[3].rsplit(",", 1)[0]] + ls[4:], "submission.csv:4", "expected 3 columns"),
-])
-def test_bad_submission_names_file_and_line(tmp_path, answers, edit, where, match):
-    sub = write(tmp_path, edit(submission_lines()))
-    with pytest.raises(AnnotationError, match=match) as err:
-        evaluate.score_submission(sub, answers)
-    assert where in str(err.value)
-
-
-def test_repeated_answer_row_is_an_error(tmp_path):
-    image, task, label = ANSWERS[0]
-    answers = write(tmp_path, [f"{image},{task},{label}"] * 2, "answers.csv")
-    with pytest.raises(AnnotationError, match="answers.csv:2: .* repeats line 1"):
-        evaluate.score_submission(write(tmp_path, submission_lines()[:1]), answers)
-
-
-def test_cli_scores_a_submission(tmp_path, answers, capsys):
-    sub = write(tmp_path, submission_lines())
-    assert main(["evaluate", "--submission", str(sub), "--answers", str(answers)]) == 0
-    out = capsys.readouterr().out
-    assert "official FashionAI mAP" in out
-    assert f"{(17 / 24 + 1) / 2:.4f}" in out and "0.7083" in out
-
-
-def test_cli_bad_input_exits_non_zero(tmp_path, answers):
-    sub = write(tmp_path, submission_lines()[:-1])
-    assert main(["evaluate", "--submission", str(sub), "--answers", str(answers)]) == 2
-    assert main(["evaluate", "--submission", str(sub)]) == 2
-    assert main(["evaluate", "--submission", str(tmp_path / "nope.csv"), "--answers", str(answers)]) == 2
-
-
-PRED_PROBS = np.array([[0.6, 0.3, 0.1], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.1, 0.7, 0.2]])
-PRED_LABELS = ["ynn", "nny", "ynm", "nyn"]  # argmax hits y, n, m, y
-NAMES = ("Invisible", "Shirt Collar", "Peter Pan")
-
-
-def test_evaluate_predictions_and_save_report(tmp_path):
-    report = evaluate.evaluate_predictions(PRED_PROBS, PRED_LABELS, NAMES)
-    assert report["rows"] == 4
-    # p_max .7 y, .6 y, .5 n (row 1), .5 m (row 2): thresholds .7 -> 1, .6 -> 1, .5 -> 2/3
-    assert report["official_ap"] == pytest.approx((1 + 1 + 2 / 3) / 3)
-    assert report["basic_precision"] == pytest.approx(2 / 3)
-    assert report["accuracy"] == pytest.approx(2 / 4)  # plain accuracy counts the `m` hit wrong
-    assert report["ranking_ap"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1) / 4)
-    assert report["confusion"] == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]
-    assert [c["support"] for c in report["classes"]] == [2, 1, 1]
-
-    paths = evaluate.save_report({"task": "collar_design_labels", **report}, tmp_path / "run", "eval_val")
-    table = pd.read_csv(paths["csv"])
-    assert list(table["class"]) == list(NAMES)
-    assert table["precision"].tolist() == pytest.approx([0.5, 1.0, 0.0])
-    assert json.loads(paths["json"].read_text())["official_ap"] == pytest.approx(report["official_ap"])
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "eval_val.csv", "eval_val.json", "eval_val_confusion.png"]  # no temp files left
+from fashionai.data import manifest
+from fashionai.pipeline import evaluate
+from fashionai.scoring import tables
 
 
 def fake_stage_modules(monkeypatch, prepared, calls):
-    """Stand-ins for prepare.read_manifest and predict.predict_run, per their contracts in docs."""
-    manifest = pd.DataFrame({
+    """Stand-ins for manifest.read_manifest and predict_run, per their contracts in docs."""
+    frame = pd.DataFrame({
         "task": ["collar_design_labels"] * 5 + ["skirt_length_labels"],
         "split": ["val", "val", "train", "val", "val", "val"],
         "status": ["ok", "ok", "ok", "skipped", "ok", "ok"],
@@ -142,22 +27,26 @@ def fake_stage_modules(monkeypatch, prepared, calls):
 
     def read_manifest(root):
         assert root == prepared
-        return manifest
+        return frame
 
     def predict_run(run_dir, image_paths, *, tta, devices, batch_size, precision="fp32"):
         calls.append((list(image_paths), tta, devices, batch_size))
         return probs
 
-    for name, attr, fn in (("prepare", "read_manifest", read_manifest), ("predict", "predict_run", predict_run)):
-        module = types.ModuleType(f"fashionai.{name}")
-        setattr(module, attr, fn)
-        monkeypatch.setitem(sys.modules, f"fashionai.{name}", module)
+    monkeypatch.setattr(manifest, "read_manifest", read_manifest)
+    monkeypatch.setattr(evaluate, "predict_run", predict_run)
+
+
+def fake_run(run, prepared):
+    """A run folder with the config.json `fashionai train` writes (no weights: predict_run is faked)."""
+    run.mkdir()
+    config = {"prepared": str(prepared), "task": "collar_design_labels", "model": "mobilenet0.25", "data_shape": 32}
+    (run / "config.json").write_text(json.dumps(config))
 
 
 def test_evaluate_run_glue_and_cli(tmp_path, monkeypatch, capsys):
     prepared, run = tmp_path / "prepared", tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"prepared": str(prepared), "task": "collar_design_labels"}))
+    fake_run(run, prepared)
     calls = []
     fake_stage_modules(monkeypatch, prepared, calls)
 
@@ -168,7 +57,7 @@ def test_evaluate_run_glue_and_cli(tmp_path, monkeypatch, capsys):
     assert report["official_ap"] == pytest.approx((1 + 1 / 2 + 1 / 2) / 3)
     assert report["task"] == "collar_design_labels" and report["tta"] == "flip"
 
-    assert main(["evaluate", "--run", str(run), "-b", "4", "--devices", "cpu"]) == 0
+    assert main(["evaluate", "--run", str(run), "--tta", "none", "-b", "4", "--devices", "cpu"]) == 0
     assert "Shirt Collar" in capsys.readouterr().out
     assert (run / "eval_val.json").is_file() and (run / "eval_val_confusion.png").is_file()
     assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
@@ -176,8 +65,7 @@ def test_evaluate_run_glue_and_cli(tmp_path, monkeypatch, capsys):
 
 def test_compare_tta_times_every_mode_and_saves_the_table(tmp_path, monkeypatch, capsys):
     prepared, run = tmp_path / "prepared", tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"prepared": str(prepared), "task": "collar_design_labels"}))
+    fake_run(run, prepared)
     calls = []
     fake_stage_modules(monkeypatch, prepared, calls)
 
@@ -188,10 +76,10 @@ def test_compare_tta_times_every_mode_and_saves_the_table(tmp_path, monkeypatch,
         ("none", 1, 3), ("flip", 2, 3), ("five-crop", 5, 3), ("ten-crop", 10, 3)]
     assert rows[0]["relative_cost"] == 1.0 and all(r["delta_map"] == 0 and r["ms_per_image"] > 0 for r in rows)
 
-    paths = evaluate.save_table(rows, run, "tta_compare", precision="fp32")
+    paths = tables.save_table(rows, run, "tta_compare", precision="fp32")
     assert pd.read_csv(paths["csv"])["tta"].tolist() == ["none", "flip", "five-crop", "ten-crop"]
     assert json.loads(paths["json"].read_text())["precision"] == "fp32"
-    text = evaluate.format_table([*rows, {"tta": "x", "val_map": float("nan")}], evaluate.TTA_COLUMNS)
+    text = tables.format_table([*rows, {"tta": "x", "val_map": float("nan")}], evaluate.TTA_COLUMNS)
     lines = text.splitlines()
     assert lines[0].split() == [name for name, _ in evaluate.TTA_COLUMNS] and lines[-1].split()[:3] == ["x", "-", "-"]
 

@@ -11,11 +11,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai import data, predict
 from fashionai.cli import main
-from fashionai.export import ONNX_INSTALL, export_run, load_exported, read_export
+from fashionai.core.tasks import class_names
+from fashionai.data import transforms
+from fashionai.inference import predict
+from fashionai.inference.export import ONNX_INSTALL, export_run, load_exported, read_export
 from fashionai.model import load_run
-from fashionai.tasks import class_names
 
 TASK = "skirt_length_labels"  # the trained_run fixture's task, 32 px
 SIZE = 32
@@ -59,7 +60,7 @@ def test_model_json_describes_input_preprocessing_and_output(trained_run, tmp_pa
                              "dtype": "float32", "channels": "RGB"}
     pre = info["preprocess"]
     assert (pre["resize_short_side"], pre["center_crop"]) == (36, SIZE)  # 32 / 0.875
-    assert pre["mean"] == list(data.MEAN) and pre["std"] == list(data.STD) and pre["scale"] == 1 / 255
+    assert pre["mean"] == list(transforms.MEAN) and pre["std"] == list(transforms.STD) and pre["scale"] == 1 / 255
     assert info["output"]["name"] == "probabilities" and info["output"]["shape"] == [3, 6]
     assert info["onnx_opset"] is None and "onnx" not in info["files"]
 
@@ -74,7 +75,7 @@ def test_described_preprocessing_reproduces_predict(trained_run, tmp_path):
     out = tmp_path / "export"
     export_run(trained_run, out)
     size = read_export(out)["input"]["shape"][-1]
-    x = mx.nd.stack(*[data.eval_transform(size)(mx.image.imread(str(p))) for p in paths])
+    x = mx.nd.stack(*[transforms.eval_transform(size)(mx.image.imread(str(p))) for p in paths])
     net, _ = load_run(trained_run, mx.cpu())
     expected = predict.predict_paths(net, paths, data_shape=SIZE, ctx=mx.cpu(), tta="none")
     np.testing.assert_allclose(load_exported(out)(x).asnumpy(), expected, rtol=1e-5, atol=1e-7)

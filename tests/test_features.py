@@ -7,12 +7,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai.demodata import make_demo_data
-from fashionai.features import (cache_file, feature_block, freeze_backbone, load_cache, unfreeze,
-                                weights_id)
+from fashionai.data.demodata import make_demo_data
+from fashionai.data.prepare import prepare
 from fashionai.model import build_net, head_attr
-from fashionai.prepare import prepare
-from fashionai.train import TrainConfig, check_config, fit, read_metrics
+from fashionai.training.config import TrainConfig, check_config
+from fashionai.training.features import cache_file, feature_block, freeze_backbone, load_cache, unfreeze, weights_id
+from fashionai.training.fit import fit
+from fashionai.training.rundir import read_metrics
 
 TARGET = "collar_design_labels"  # 5 classes
 

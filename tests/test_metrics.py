@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fashionai import metrics
+from fashionai.core import metrics
 
 # The worked example of the metric text: max probs .9 .8 .7 .6 -> correct, wrong, correct, `m`.
 EXAMPLE_PROBS = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])

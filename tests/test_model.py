@@ -7,9 +7,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai.model import (
-    build_net, cached_weights, head_attr, load_backbone, make_net, model_dir, replace_head, weights_file_name,
-)
+from fashionai.model import (build_net, cached_weights, head_attr, load_backbone, make_net, model_dir, replace_head,
+                             weights_file_name)
 
 X = mx.nd.random.uniform(shape=(2, 3, 32, 32))  # a 32 px batch: every net below accepts it
 

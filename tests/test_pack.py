@@ -9,16 +9,21 @@ the task folder plus manifest.csv, packed at a small short side so decoding stay
 import collections
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fashionai import data, pack
 from fashionai.cli import build_parser, main, train_config
-from fashionai.distributed import WorkerInfo
-from fashionai.tasks import num_classes
-from fashionai.train import TrainConfig, check_config, fit, make_loaders, read_metrics, val_label_strings
+from fashionai.core.tasks import num_classes
+from fashionai.data import loaders, pack, recordio, transforms
+from fashionai.data.manifest import label_strings
+from fashionai.training.config import TrainConfig, check_config
+from fashionai.training.distributed import WorkerInfo
+from fashionai.training.fit import fit
+from fashionai.training.loaders import make_loaders
+from fashionai.training.rundir import read_metrics
 
 TASK = "skirt_length_labels"
 K = num_classes(TASK)
@@ -47,7 +52,7 @@ def prepared(prepared_data, tmp_path) -> Path:
 def packed(prepared_data, tmp_path_factory) -> Path:
     """A packed copy the tests only read."""
     root = _copy_task(prepared_data, tmp_path_factory.mktemp("packed") / "prepared")
-    pack.pack(root, TASK, short_side=data.resize_size(SHAPE), threads=2)
+    pack.pack(root, TASK, short_side=transforms.resize_size(SHAPE), threads=2)
     return root
 
 
@@ -65,26 +70,26 @@ def _divisor(n: int, most: int = 12) -> int:
 def test_pack_writes_list_rec_idx_and_sidecar(packed):
     """Labels in the .lst are the class folder names; val keeps the folder order, train is a fixed
     shuffle of it; the sidecar records the settings and the count."""
-    for split in pack.SPLITS:
-        files = pack.PackFiles.of(packed, TASK, split)
-        listed = pack.list_split(files.folder, K)
-        items = pack.read_lst(files.lst)
+    for split in recordio.SPLITS:
+        files = recordio.PackFiles.of(packed, TASK, split)
+        listed = recordio.list_split(files.folder, K)
+        items = recordio.read_lst(files.lst)
         assert all(rel.split("/")[0] == str(label) for rel, label in items)
         assert sorted(items) == sorted(listed)
-        assert items == (listed if split == "val" else pack.pack_order(listed, "train"))
+        assert items == (listed if split == "val" else recordio.pack_order(listed, "train"))
         meta = json.loads(files.meta.read_text())
-        assert (meta["count"], meta["short_side"], meta["quality"]) == (len(items), data.resize_size(SHAPE), 90)
+        assert (meta["count"], meta["short_side"], meta["quality"]) == (len(items), transforms.resize_size(SHAPE), 90)
         assert files.rec.stat().st_size == meta["rec_bytes"] > 0
-    _, _, again = pack.check_pack(packed, TASK, "train")
-    assert again == pack.read_lst(pack.PackFiles.of(packed, TASK, "train").lst)
+    _, _, again = recordio.check_pack(packed, TASK, "train")
+    assert again == recordio.read_lst(recordio.PackFiles.of(packed, TASK, "train").lst)
 
 
 def test_rec_val_matches_the_folder_eval_view(packed):
     """(a) Same images, labels and order as ImageFolderDataset + eval_transform, within JPEG tolerance;
     a second epoch is identical; the label strings come from the manifest as for the folder."""
-    rec = data.record_loader(packed, TASK, "val", 4, train=False, data_shape=SHAPE, workers=2)
-    folder = data.image_folder(data.split_dir(packed, TASK, "val"), K)
-    plain = data.make_loader(folder, data.eval_transform(SHAPE), 4, train=False)
+    rec = recordio.record_loader(packed, TASK, "val", 4, train=False, data_shape=SHAPE, workers=2)
+    folder = loaders.image_folder(loaders.split_dir(packed, TASK, "val"), K)
+    plain = loaders.make_loader(folder, transforms.eval_transform(SHAPE), 4, train=False)
     assert rec.items == folder.items and len(rec) == len(plain)
     x_rec, y_rec = _arrays(rec)
     x_dir, y_dir = _arrays(plain)
@@ -96,15 +101,15 @@ def test_rec_val_matches_the_folder_eval_view(packed):
     assert mean_abs.max() < MAX_MEAN_ABS and corr.min() > MIN_CORR, (mean_abs, corr)
     x_again, y_again = _arrays(rec)
     assert np.array_equal(x_again, x_rec) and np.array_equal(y_again, y_rec)
-    assert val_label_strings(rec, packed, TASK) == val_label_strings(folder, packed, TASK)
+    assert label_strings(rec, packed, TASK) == label_strings(folder, packed, TASK)
 
 
 def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
     """(b) Full (B, 3, S, S) batches; one epoch's labels are the .lst's multiset; epochs are reshuffled;
     the same image gets a new crop every time it is drawn."""
-    split = data.RecordSplit(packed, TASK, "train")
+    split = recordio.RecordSplit(packed, TASK, "train")
     batch = _divisor(len(split))
-    loader = data.record_loader(packed, TASK, "train", batch, train=True, data_shape=SHAPE, workers=2,
+    loader = recordio.record_loader(packed, TASK, "train", batch, train=True, data_shape=SHAPE, workers=2,
                                 min_scale=0.3, jitter=0.2, lighting=0.1)
     assert len(loader) == len(split) // batch and loader.shard_sampler is None
     labels = []
@@ -123,8 +128,8 @@ def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
         (same / TASK / "train" / str(k)).mkdir(parents=True)
     for i in range(8):
         shutil.copy(image, same / TASK / "train" / "0" / f"copy{i}.jpg")
-    pack.pack_split(same, TASK, "train", short_side=data.resize_size(SHAPE), threads=2)
-    crops = data.record_loader(same, TASK, "train", 4, train=True, data_shape=SHAPE, workers=2,
+    pack.pack_split(same, TASK, "train", short_side=transforms.resize_size(SHAPE), threads=2)
+    crops = recordio.record_loader(same, TASK, "train", 4, train=True, data_shape=SHAPE, workers=2,
                                min_scale=0.3, jitter=0.0, lighting=0.0)
     first, _ = _arrays(crops)
     second, _ = _arrays(crops)
@@ -134,13 +139,13 @@ def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
 
 def test_rec_train_parts_for_distributed_workers(packed):
     """Each worker reads its own contiguous part of the pack (ImageRecordIter's num_parts/part_index,
-    sized as data.part_sizes says) and all run the same number of steps."""
-    split = data.RecordSplit(packed, TASK, "train")
-    sizes = data.part_sizes(len(split), 3)
+    sized as recordio.part_sizes says) and all run the same number of steps."""
+    split = recordio.RecordSplit(packed, TASK, "train")
+    sizes = recordio.part_sizes(len(split), 3)
     assert sum(sizes) == len(split)
     start = 0
     for rank, size in enumerate(sizes):
-        loader = data.record_loader(packed, TASK, "train", 1, train=True, data_shape=16, workers=1, rank=rank,
+        loader = recordio.record_loader(packed, TASK, "train", 1, train=True, data_shape=16, workers=1, rank=rank,
                                     num_workers=3)
         assert len(loader) == min(sizes)
         _, labels = _arrays(loader)
@@ -156,11 +161,11 @@ def test_stale_pack_is_refused(prepared):
     train_dir = prepared / TASK / "train"
     source = next((train_dir / "0").iterdir())
     shutil.copy(source, train_dir / "1" / "added.jpg")
-    with pytest.raises(pack.StalePackError, match=REPACK) as err:
-        data.RecordSplit(prepared, TASK, "train")
+    with pytest.raises(recordio.StalePackError, match=REPACK) as err:
+        recordio.RecordSplit(prepared, TASK, "train")
     assert "added 1/added.jpg" in str(err.value)
     (train_dir / "1" / "added.jpg").unlink()
-    data.RecordSplit(prepared, TASK, "train")  # back as packed: accepted
+    recordio.RecordSplit(prepared, TASK, "train")  # back as packed: accepted
     victim = next((prepared / TASK / "val" / "2").iterdir())
     victim.unlink()
     config = TrainConfig.demo(TASK, prepared, prepared / "runs", input="rec", data_shape=32, batch_size=4)
@@ -187,11 +192,11 @@ def test_corrupt_image_fails_the_pack_by_name(prepared):
     with pytest.raises(ValueError, match=victim.name) as err:
         pack.pack(prepared, TASK, short_side=40, threads=2)
     assert "1 of" in str(err.value) and "fashionai pack --prepared" in str(err.value)
-    val = pack.PackFiles.of(prepared, TASK, "val")
+    val = recordio.PackFiles.of(prepared, TASK, "val")
     assert not val.rec.exists() and not val.meta.exists()
-    assert pack.PackFiles.of(prepared, TASK, "train").meta.is_file()  # the sound split is packed
+    assert recordio.PackFiles.of(prepared, TASK, "train").meta.is_file()  # the sound split is packed
     with pytest.raises(FileNotFoundError, match="fashionai pack"):
-        data.RecordSplit(prepared, TASK, "val")
+        recordio.RecordSplit(prepared, TASK, "val")
 
 
 # --- end to end ---------------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def test_cli_pack_and_train_flag(prepared, capsys):
     assert main(["pack", "--prepared", str(prepared), "--tasks", TASK, "--short-side", "40", "-j", "2"]) == 0
     out = capsys.readouterr().out
     assert f"{TASK}/train:" in out and f"{TASK}/val:" in out
-    assert pack.check_pack(prepared, TASK, "val")[1]["short_side"] == 40
+    assert recordio.check_pack(prepared, TASK, "val")[1]["short_side"] == 40
     assert main(["pack", "--prepared", str(prepared / "nowhere")]) == 2
     args = build_parser().parse_args(["train", "--task", TASK, "--input", "rec"])
     assert train_config(args).input == "rec" and TrainConfig().input == "folder"
@@ -230,15 +235,18 @@ def test_cli_pack_and_train_flag(prepared, capsys):
 def test_workers_default_is_sized_from_the_cores():
     """-1 (the default): min(4, cores) loader processes; decoding threads one per core up to MXNet's
     own cap of half the cores; an explicit count is kept (within that cap)."""
-    cores = data.usable_cores()
-    assert TrainConfig().workers == data.AUTO_WORKERS
-    assert data.loader_workers(-1) == min(4, cores) and data.loader_workers(3) == 3
-    assert data.record_threads(-1) == data.record_threads(0) == max(cores // 2, 1)
-    assert data.record_threads(1) == 1 and data.record_threads(10 * cores) == max(cores // 2, 1)
+    cores = loaders.usable_cores()
+    assert TrainConfig().workers == loaders.AUTO_WORKERS
+    assert loaders.loader_workers(-1) == min(4, cores) and loaders.loader_workers(3) == 3
+    assert loaders.record_threads(-1) == loaders.record_threads(0) == max(cores // 2, 1)
+    assert loaders.record_threads(1) == 1 and loaders.record_threads(10 * cores) == max(cores // 2, 1)
 
 
 def test_bench_input_reports_both_paths(packed):
     """The benchmark helper runs both paths and reports their rates (figures: see the report)."""
-    result = pack.bench_input(packed, TASK, data_shape=32, images=8, batch_size=4, threads=1)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_input
+
+    result = bench_input.bench_input(packed, TASK, data_shape=32, images=8, batch_size=4, threads=1)
     assert result["folder_images"] >= 8 and result["rec_images"] >= 8
     assert result["ratio"] > 0 and result["cpu_ratio"] > 0

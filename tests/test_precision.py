@@ -21,9 +21,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai import data, precision, precision_probe
 from fashionai.cli import main
-from fashionai.predict import predict_paths, predict_run
+from fashionai.core import cpu
+from fashionai.data import transforms
+from fashionai.inference import nets, quantize
+from fashionai.inference.predict import predict_paths, predict_run
+from fashionai.pipeline import precision as choice
 
 FUSED_MAX_DP = 1e-4
 INT8_MIN_AGREEMENT = 0.8
@@ -35,7 +38,7 @@ BF16_MAX_MEAN_DP = 0.02
 @pytest.fixture(autouse=True)
 def quick_timing(monkeypatch):
     """Throughput rounds short enough for tests: the figures only need to exist, not be precise."""
-    monkeypatch.setattr(precision, "THROUGHPUT_SECONDS", 0.1)
+    monkeypatch.setattr(choice, "THROUGHPUT_SECONDS", 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def images(trained_run):
 @pytest.fixture(scope="module")
 def views(images):
     """The evaluation view of every image, (66, 3, 32, 32): nets are compared on the same batch."""
-    transform = data.eval_transform(32)
+    transform = transforms.eval_transform(32)
     return mx.nd.stack(*[transform(mx.image.imread(str(p))) for p in images])
 
 
@@ -65,7 +68,7 @@ def _softmax(net, x):
 
 @pytest.fixture(scope="module")
 def fp32_probs(run_copy, views):
-    net, _ = precision.load_net(run_copy, "fp32", ctx=mx.cpu())
+    net, _ = nets.load_net(run_copy, "fp32", ctx=mx.cpu())
     return _softmax(net, views)
 
 
@@ -75,24 +78,24 @@ def _agreement(probs, ref):
 
 # --- each precision against fp32 ------------------------------------------------------------------
 def test_fp32_precision_is_the_plain_net(run_copy, images, fp32_probs):
-    net, _ = precision.load_net(run_copy, "fp32", ctx=mx.cpu())
+    net, _ = nets.load_net(run_copy, "fp32", ctx=mx.cpu())
     probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu(), batch_size=16)
     np.testing.assert_allclose(probs, fp32_probs, atol=1e-6)  # other batch shapes: other summation order
-    assert precision.precision_of(net) == "fp32" and precision.fused_ops(net, 32) == []
+    assert nets.precision_of(net) == "fp32" and nets.fused_ops(net, 32) == []
     assert len(images) == 66  # 60 train + 6 val: what the tolerances above were measured on
 
 
 def test_fused_really_fuses_and_matches_fp32(run_copy, images, fp32_probs):
-    net, _ = precision.load_net(run_copy, "fused", ctx=mx.cpu())
+    net, _ = nets.load_net(run_copy, "fused", ctx=mx.cpu())
     probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu(), batch_size=16)  # ragged last batch
-    ops = precision.fused_ops(net, 32)  # after predict_paths: it kept the backend
+    ops = nets.fused_ops(net, 32)  # after predict_paths: it kept the backend
     assert "_sg_mkldnn_conv" in ops and "_sg_mkldnn_fully_connected" in ops
     agree, _, max_dp = _agreement(probs, fp32_probs)
     assert agree == 1.0 and max_dp <= FUSED_MAX_DP
 
 
 def test_int8_within_tolerance_of_fp32(run_copy, images, views, fp32_probs):
-    net, _ = precision.load_net(run_copy, "int8", ctx=mx.cpu())
+    net, _ = nets.load_net(run_copy, "int8", ctx=mx.cpu())
     probs = _softmax(net, views)
     agree, mean_dp, _ = _agreement(probs, fp32_probs)
     assert agree >= INT8_MIN_AGREEMENT and mean_dp <= INT8_MAX_MEAN_DP, (agree, mean_dp)
@@ -103,46 +106,46 @@ def test_int8_within_tolerance_of_fp32(run_copy, images, views, fp32_probs):
 
 def test_int8_cache_is_reused_and_rebuilt_when_params_change(run_copy, tmp_path, monkeypatch):
     calls = []
-    real = precision.calibrate_int8
-    monkeypatch.setattr(precision, "calibrate_int8", lambda *a, **k: calls.append(a) or real(*a, **k))
-    precision.quantized_net(run_copy, ctx=mx.cpu())  # built by now (here or by the test above)
+    real = quantize.calibrate_int8
+    monkeypatch.setattr(quantize, "calibrate_int8", lambda *a, **k: calls.append(a) or real(*a, **k))
+    quantize.quantized_net(run_copy, ctx=mx.cpu())  # built by now (here or by the test above)
     files = {p.name: p.stat().st_mtime_ns for p in (run_copy / "quantized").iterdir()}
     calls.clear()
-    precision.quantized_net(run_copy, ctx=mx.cpu())
+    quantize.quantized_net(run_copy, ctx=mx.cpu())
     assert calls == [] and {p.name: p.stat().st_mtime_ns for p in (run_copy / "quantized").iterdir()} == files
     assert sorted(files) == ["int8-best-0000.params", "int8-best-symbol.json", "int8-best.json"]
 
     retrained = tmp_path / "run"
     shutil.copytree(run_copy, retrained)  # a copy keeps its cache (keyed by content, not mtime)...
-    precision.quantized_net(retrained, ctx=mx.cpu())
+    quantize.quantized_net(retrained, ctx=mx.cpu())
     assert calls == []
     params = mx.nd.load(str(retrained / "best.params"))  # ...until best.params changes
     first = sorted(params)[0]
     params[first] = params[first] * 1.01
     mx.nd.save(str(retrained / "best.params"), params)
-    precision.quantized_net(retrained, ctx=mx.cpu())
+    quantize.quantized_net(retrained, ctx=mx.cpu())
     assert len(calls) == 1
     meta = json.loads((retrained / "quantized" / "int8-best.json").read_text())
-    assert meta["source"]["sha1"] == precision.params_fingerprint(retrained / "best.params")["sha1"]
-    assert meta["settings"]["calib_mode"] == precision.CALIB_MODE and meta["settings"]["seed"] == 0
+    assert meta["source"]["sha1"] == quantize.params_fingerprint(retrained / "best.params")["sha1"]
+    assert meta["settings"]["calib_mode"] == quantize.CALIB_MODE and meta["settings"]["seed"] == 0
 
 
 # --- bf16 -----------------------------------------------------------------------------------------
 def test_bf16_is_refused_naming_the_reason(run_copy, images, monkeypatch, capsys):
-    monkeypatch.setattr(precision_probe, "bf16_supported", lambda: (False, "no avx512_bf16 on this CPU"))
-    assert precision.availability("bf16", [mx.cpu()]) == (False, "no avx512_bf16 on this CPU")
+    monkeypatch.setattr(cpu, "bf16_supported", lambda: (False, "no avx512_bf16 on this CPU"))
+    assert nets.availability("bf16", [mx.cpu()]) == (False, "no avx512_bf16 on this CPU")
     with pytest.raises(ValueError, match=r"bf16 is not supported on this machine: no avx512_bf16 on this CPU"):
-        precision.load_net(run_copy, "bf16", ctx=mx.cpu())
+        nets.load_net(run_copy, "bf16", ctx=mx.cpu())
     with pytest.raises(ValueError, match="no avx512_bf16"):
         predict_run(run_copy, images[:2], precision="bf16")
     assert main(["predict", "--run", str(run_copy), "--images", str(images[0]), "--precision", "bf16"]) == 2
 
 
 def test_bf16_within_tolerance_where_supported(run_copy, images, fp32_probs):
-    ok, why = precision_probe.bf16_supported()
+    ok, why = cpu.bf16_supported()
     if not ok:
         pytest.skip(f"this CPU cannot run BF16: {why}")
-    net, _ = precision.load_net(run_copy, "bf16", ctx=mx.cpu())
+    net, _ = nets.load_net(run_copy, "bf16", ctx=mx.cpu())
     probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu())
     agree, mean_dp, _ = _agreement(probs, fp32_probs)
     assert agree >= BF16_MIN_AGREEMENT and mean_dp <= BF16_MAX_MEAN_DP, (agree, mean_dp)
@@ -150,11 +153,11 @@ def test_bf16_within_tolerance_where_supported(run_copy, images, fp32_probs):
 
 def test_cpu_precisions_are_refused_on_gpus():
     for name in ("fused", "bf16", "int8"):
-        ok, why = precision.availability(name, [mx.gpu(0)])
+        ok, why = nets.availability(name, [mx.gpu(0)])
         assert not ok and "gpu(0)" in why and "fp32" in why
-    assert precision.availability("fp32", [mx.gpu(0)]) == (True, "")
+    assert nets.availability("fp32", [mx.gpu(0)]) == (True, "")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        precision.check_precision("fp8")
+        nets.check_precision("fp8")
 
 
 # --- auto -----------------------------------------------------------------------------------------
@@ -167,18 +170,18 @@ def _row(name, img_s, val_map, supported=True):
 def test_pick_precision_takes_the_fastest_within_tolerance():
     rows = [_row("fp32", 100, 0.800), _row("fused", 150, 0.800), _row("bf16", 0, 0, supported=False),
             _row("int8", 300, 0.790)]
-    chosen, why = precision.pick_precision(rows, 0.005)
+    chosen, why = choice.pick_precision(rows, 0.005)
     assert chosen == "fused"
     assert "int8 (val mAP 0.7900, -0.0100)" in why and "bf16 (not supported: no kernels)" in why
-    assert precision.pick_precision(rows, 0.02)[0] == "int8"
+    assert choice.pick_precision(rows, 0.02)[0] == "int8"
     rows[3]["val_map"] = 0.8049  # within, either way
-    assert precision.pick_precision(rows, 0.005)[0] == "int8"
+    assert choice.pick_precision(rows, 0.005)[0] == "int8"
     rows[3]["val_map"] = 0.8100  # a change up is a change too
-    assert precision.pick_precision(rows, 0.005)[0] == "fused"
+    assert choice.pick_precision(rows, 0.005)[0] == "fused"
     slow = [_row("fp32", 100, 0.8), _row("fused", 90, 0.8), _row("int8", 80, 0.8)]
-    assert precision.pick_precision(slow)[0] == "fp32"  # nothing faster: keep the reference
+    assert choice.pick_precision(slow)[0] == "fp32"  # nothing faster: keep the reference
     undefined = [_row("fp32", 100, float("nan")), _row("int8", 300, float("nan"))]
-    assert precision.pick_precision(undefined)[0] == "fp32"
+    assert choice.pick_precision(undefined)[0] == "fp32"
 
 
 def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch):
@@ -191,29 +194,29 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
         return [_row("fp32", 100, 0.5), _row("fused", 150, 0.503), _row("bf16", 0, 0, supported=False),
                 _row("int8", 400, 0.49)]
 
-    monkeypatch.setattr(precision, "compare_precisions", fake_compare)
-    decision = precision.choose_precision(run)
+    monkeypatch.setattr(choice, "compare_precisions", fake_compare)
+    decision = choice.choose_precision(run)
     assert (decision.precision, decision.cached, len(measured)) == ("fused", False, 1)
     saved = json.loads((run / "precision.json").read_text())
-    assert saved["precision"] == "fused" and [r["precision"] for r in saved["table"]] == list(precision.PRECISIONS)
+    assert saved["precision"] == "fused" and [r["precision"] for r in saved["table"]] == list(nets.PRECISIONS)
     assert saved["key"]["params"]["file"] == "best.params" and saved["key"]["params"]["mtime_ns"] > 0
     assert "int8 (val mAP 0.4900, -0.0100)" in saved["reason"]
 
-    again = precision.choose_precision(run)  # and predict's auto reuses it without measuring
-    probs = predict_run(run, images[:3], precision="auto")
+    again = choice.choose_precision(run)  # and predict's auto reuses it without measuring
+    probs = predict_run(run, images[:3], tta="none", precision=choice.resolve_precision(run, "auto"))
     assert again.cached and again.precision == "fused" and len(measured) == 1
-    fused, _ = precision.load_net(run, "fused", ctx=mx.cpu())
+    fused, _ = nets.load_net(run, "fused", ctx=mx.cpu())
     np.testing.assert_allclose(probs, predict_paths(fused, images[:3], data_shape=32, ctx=mx.cpu()), atol=1e-6)
 
     params = mx.nd.load(str(run / "best.params"))
     mx.nd.save(str(run / "best.params"), {k: v * 1.0001 for k, v in params.items()})
-    assert not precision.choose_precision(run).cached and len(measured) == 2  # new weights: measured again
+    assert not choice.choose_precision(run).cached and len(measured) == 2  # new weights: measured again
 
 
 def test_auto_is_fp32_without_measuring_where_nothing_else_runs(run_copy, monkeypatch):
-    monkeypatch.setattr(precision, "availability", lambda name, ctx: (name == "fp32", "" if name == "fp32" else "GPU"))
-    monkeypatch.setattr(precision, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    decision = precision.choose_precision(run_copy)
+    monkeypatch.setattr(choice, "availability", lambda name, ctx: (name == "fp32", "" if name == "fp32" else "GPU"))
+    monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
+    decision = choice.choose_precision(run_copy)
     assert decision.precision == "fp32" and "only precision" in decision.reason and not decision.cached
 
 
@@ -224,8 +227,8 @@ def test_auto_without_val_split_runs_fp32_and_saves_nothing(run_copy, tmp_path, 
     config["prepared"] = str(tmp_path / "elsewhere")
     (run / "config.json").write_text(json.dumps(config))
     (run / "precision.json").unlink(missing_ok=True)
-    monkeypatch.setattr(precision, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    decision = precision.choose_precision(run)
+    monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
+    decision = choice.choose_precision(run)
     assert decision.precision == "fp32" and "val split not available" in decision.reason
     assert "running fp32" in caplog.text and not (run / "precision.json").exists()
 
@@ -236,15 +239,15 @@ def test_compare_precision_cli_is_a_real_choose_precision(run_copy, capsys):
     assert "auto: " in out and "argmax_agreement" in out
     table = json.loads((run_copy / "precision_compare.json").read_text())
     rows = {r["precision"]: r for r in table["rows"]}
-    assert list(rows) == list(precision.PRECISIONS)
+    assert list(rows) == list(nets.PRECISIONS)
     assert rows["fp32"]["speedup"] == 1.0 and rows["fp32"]["max_abs_dp"] == 0.0
     assert rows["fused"]["supported"] and rows["fused"]["max_abs_dp"] <= FUSED_MAX_DP
     assert rows["int8"]["supported"] and rows["int8"]["img_s"] > 0
-    assert rows["bf16"]["supported"] == precision_probe.bf16_supported()[0]
+    assert rows["bf16"]["supported"] == cpu.bf16_supported()[0]
     assert (run_copy / "precision_compare.csv").read_text().splitlines()[0].startswith("precision,supported")
-    decision = precision.choose_precision(run_copy)  # the CLI saved auto's choice: reused, and consistent
+    decision = choice.choose_precision(run_copy)  # the CLI saved auto's choice: reused, and consistent
     assert decision.cached and decision.precision == table["chosen"]
-    assert decision.precision == precision.pick_precision(table["rows"])[0]
+    assert decision.precision == choice.pick_precision(table["rows"])[0]
 
 
 def test_compare_tta_cli_writes_the_table(run_copy, capsys):

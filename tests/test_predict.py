@@ -8,10 +8,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai import data, predict
 from fashionai.cli import main
-from fashionai.submission import SubmissionError, check_submission, load_probs, make_submission
-from fashionai.tasks import num_classes
+from fashionai.core.tasks import num_classes
+from fashionai.data import transforms, tta
+from fashionai.inference import predict
+from fashionai.pipeline import submit
+from fashionai.pipeline.submit import make_submission
+from fashionai.scoring.submission import SubmissionError, check_submission, load_probs
 
 K = 5
 SIZES = [(90, 70), (64, 64), (71, 100), (100, 73)]  # (H, W): portrait, square, landscape, odd
@@ -44,10 +47,10 @@ def _softmax(net, x):
 @pytest.mark.parametrize("data_shape", [32, 64])  # 36 - 32 = 4 and 73 - 64 = 9 (odd) around the crop
 def test_none_is_the_evaluation_transform(tmp_path, data_shape):
     paths = _images(tmp_path)
-    transform = data.eval_transform(data_shape)
+    transform = transforms.eval_transform(data_shape)
     expected = mx.nd.stack(*[transform(mx.image.imread(str(p))) for p in paths])
-    squares, failures = predict._load_squares(paths, [data.resize_size(data_shape)], data_shape)
-    views = predict._views(squares, data.MEAN, data.STD, "none", data_shape)
+    squares, failures = tta.load_squares(paths, [transforms.resize_size(data_shape)], data_shape)
+    views = tta.normalised_views(squares, "none", data_shape, transforms.MEAN, transforms.STD)
     assert failures == [] and views.shape == (4, 3, data_shape, data_shape)
     np.testing.assert_array_equal(views.asnumpy(), expected.asnumpy())
     net = _tiny_net()
@@ -97,7 +100,7 @@ def test_undecodable_images_are_all_listed(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     paths[1:1] = [tmp_path / "broken.jpg"]
     paths.append(tmp_path / "missing.jpg")
-    with pytest.raises(predict.ImageDecodeError) as err:
+    with pytest.raises(tta.ImageDecodeError) as err:
         predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), batch_size=1)
     assert [p for p, _ in err.value.failures] == [str(tmp_path / "broken.jpg"), str(tmp_path / "missing.jpg")]
     assert "broken.jpg" in str(err.value) and "missing.jpg" in str(err.value)
@@ -202,18 +205,16 @@ def test_predict_cli_writes_npy_and_csv(trained_run, tmp_path, capsys):
 
 # --- precision ------------------------------------------------------------------------------------
 def test_precision_flag_defaults():
-    from fashionai.cli import _predict_kw, build_parser
+    from fashionai.cli import build_parser, predict_kw
 
     parser = build_parser()
     predict_args = parser.parse_args(["predict", "--run", "r", "--images", "a.jpg"])
     submit_args = parser.parse_args(["submit", "--runs", "r", "--questions", "q.csv", "--precision", "int8"])
-    assert _predict_kw(predict_args)["precision"] == "auto" and _predict_kw(submit_args)["precision"] == "int8"
+    assert predict_kw(predict_args)["precision"] == "auto" and predict_kw(submit_args)["precision"] == "int8"
     assert parser.parse_args(["evaluate", "--run", "r"]).precision == "fp32"  # scoring: the reference
 
 
 def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, monkeypatch):
-    from fashionai import submission
-
     task = json.loads((trained_run / "config.json").read_text())["task"]
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -225,7 +226,7 @@ def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, mo
     assert json.loads((tmp_path / "fused.json").read_text())["precision"] == "fused"
 
     seen = []
-    monkeypatch.setattr(submission, "predict_run", lambda run_dir, files, **kw: seen.append(kw) or np.full(
+    monkeypatch.setattr(submit, "predict_resolved", lambda run_dir, files, **kw: seen.append(kw) or np.full(
         (len(files), num_classes(task)), 1 / num_classes(task)))
     questions = _questions(tmp_path, task, 2)
     assert main(["submit", "--runs", str(run), "--questions", str(questions), "--out", str(tmp_path / "sub"),

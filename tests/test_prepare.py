@@ -9,9 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fashionai.annotations import AnnotationError
 from fashionai.cli import main
-from fashionai.prepare import MANIFEST_COLUMNS, check_image, prepare, read_manifest, stratified_split
+from fashionai.core.annotations import AnnotationError
+from fashionai.data.imagecheck import check_image
+from fashionai.data.manifest import MANIFEST_COLUMNS, read_manifest
+from fashionai.data.prepare import prepare
+from fashionai.data.split import stratified_split
 
 SKIRT, COAT = "skirt_length_labels", "coat_length_labels"  # 6 and 8 classes
 
@@ -319,7 +322,7 @@ def test_cli_prepare_prints_the_summary_table(tmp_path, capsys):
 
 
 def test_demo_data_prepares_cleanly(request):
-    pytest.importorskip("fashionai.demodata")
+    pytest.importorskip("fashionai.data.demodata")
     prepared = request.getfixturevalue("prepared_data")
     m = read_manifest(prepared)
     ok = m[m["status"] == "ok"]

@@ -12,18 +12,17 @@ def _tree() -> str:
 
 
 def _listed_paths(tree: str) -> list[Path]:
-    """The first word of each line, joined to the folder above it when indented."""
-    paths, folder = [], ROOT
+    """The first word of each line, joined to the folder above it: two spaces of indent a level."""
+    paths, folders = [], [ROOT]
     for line in tree.splitlines():
         if not line.strip() or line.startswith(" " * 10):  # a continuation of the text column
             continue
+        level = (len(line) - len(line.lstrip(" "))) // 2
         name = line.split()[0]
-        if line.startswith("  "):
-            paths.append(folder / name)
-        else:
-            paths.append(ROOT / name)
-            if name.endswith("/"):
-                folder = ROOT / name
+        del folders[level + 1:]
+        paths.append(folders[level] / name)
+        if name.endswith("/"):
+            folders.append(folders[level] / name)
     return paths
 
 
@@ -36,7 +35,7 @@ def test_every_path_in_the_readme_tree_exists():
 
 def test_every_module_and_script_is_in_the_readme_tree():
     tree = _tree()
-    modules = sorted(p.name for p in (ROOT / "fashionai").glob("*.py") if not p.name.startswith("__"))
+    modules = sorted(p.name for p in (ROOT / "fashionai").rglob("*.py") if not p.name.startswith("__"))
     scripts = sorted(p.name for p in (ROOT / "scripts").glob("*.sh"))
     benches = sorted(p.name for p in (ROOT / "bench").glob("*.py"))
     absent = [n for n in modules + scripts + benches if not re.search(rf"\b{re.escape(n)}\b", tree)]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fashionai import submission as sub
-from fashionai.annotations import read_questions
 from fashionai.cli import main
+from fashionai.core.annotations import read_questions
+from fashionai.scoring import submission as sub
 
 # Deliberately not grouped by task, so order preservation is tested across tasks.
 QUESTIONS = [

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fashionai import tasks
-from fashionai.annotations import AnnotationError, read_csv_lines, read_labels, read_questions
+from fashionai.core import tasks
+from fashionai.core.annotations import AnnotationError, read_csv_lines, read_labels, read_questions
 
 
 def test_table_matches_the_competition():

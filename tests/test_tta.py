@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai import tta
+from fashionai.data import tta
 
 
 def _batch(b=2, c=3, h=6, w=8):

@@ -1,0 +1,68 @@
+"""The `fashionai` command line: the only place that reads argv or configures logging.
+
+Each subcommand has an `add_<name>` (its flags, a view of the stage's config) and a `_cmd_<name>`
+(calls the stage's library functions), grouped by what they work on: data_commands (demo-data,
+prepare, pack), train_command, run_commands (evaluate, predict, submit, check-submission, export),
+job_commands (launch, demo). No stage module imports MXNet at import time, so `main` can set the
+thread settings (fashionai.core.runtime) before anything imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from fashionai import __version__
+from fashionai.cli.common import HelpFormatter, predict_kw
+from fashionai.cli.data_commands import add_demo_data, add_pack, add_prepare
+from fashionai.cli.job_commands import add_demo, add_launch
+from fashionai.cli.run_commands import add_check_submission, add_evaluate, add_export, add_predict, add_submit
+from fashionai.cli.train_command import add_train, train_config
+from fashionai.core.runtime import configure_threads
+
+__all__ = ["build_parser", "main", "predict_kw", "setup_logging", "train_config"]
+
+log = logging.getLogger("fashionai")
+
+COMMANDS = (
+    add_demo_data, add_prepare, add_pack, add_train, add_evaluate, add_predict, add_submit,
+    add_check_submission, add_export, add_launch, add_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; each subcommand's handler is stored as `args.handler`."""
+    parser = argparse.ArgumentParser(
+        prog="fashionai", description="FashionAI attribute recognition pipeline (MXNet Gluon)",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fashionai {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        handler = add(sub)
+        sub.choices[list(sub.choices)[-1]].set_defaults(handler=handler)
+    return parser
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr in one format; run directories add their own file handler."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    threads = configure_threads()
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    log.info("threads: %s (set before MXNet is imported; export OMP_NUM_THREADS to change)",
+             ", ".join(f"{k}={v}" for k, v in threads.items()))
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        log.error("%s", err)
+        return 2

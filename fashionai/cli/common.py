@@ -1,0 +1,50 @@
+"""What every subcommand module shares: the help formatter, subparser creation, the handler type,
+and the flags predict and submit share."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from fashionai.data.tta import DEFAULT_TTA, REDUCTIONS, TTA_MODES
+from fashionai.pipeline.precision import CHOICES, MAP_TOLERANCE
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults in --help (unless the help says it already, or there is none) and keeps
+    description line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, [], False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def subparser(sub: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
+
+
+def add_inference_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by predict and submit: weights file, precision, TTA, devices, batch size, image root."""
+    p.add_argument("--which", default="best", choices=("best", "last"), help="weights of the run to use")
+    p.add_argument("--precision", default="auto", choices=CHOICES,
+                   help="fp32; fused (oneDNN-fused fp32 graph, CPU); bf16 (CPUs with BF16 kernels); int8 "
+                        "(quantized, calibrated on the run's train images, cached in RUN/quantized); auto: the "
+                        f"fastest whose val mAP is within {MAP_TOLERANCE} of fp32, measured once and cached in "
+                        "RUN/precision.json (default: auto)")
+    p.add_argument("--tta", default=DEFAULT_TTA, choices=tuple(TTA_MODES), help="test-time views per image")
+    p.add_argument("--tta-scales", type=int, nargs="+", metavar="S",
+                   help="short-side sizes to take the views at (default: data_shape / 0.875)")
+    p.add_argument("--tta-reduce", default="mean", choices=REDUCTIONS, help="how views are combined")
+    p.add_argument("--devices", default="auto", help="auto, cpu, or GPUs as training takes them")
+    p.add_argument("-b", "--batch-size", type=int, default=32, help="network inputs (views) per device per pass")
+    p.add_argument("--images-root", metavar="DIR",
+                   help="folder question image paths are relative to (default: the question file's ../)")
+
+
+def predict_kw(args: argparse.Namespace) -> dict:
+    return dict(tta=args.tta, scales=args.tta_scales, reduce=args.tta_reduce, devices=args.devices,
+                batch_size=args.batch_size, which=args.which, precision=args.precision)

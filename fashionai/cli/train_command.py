@@ -1,0 +1,138 @@
+"""`fashionai train`: its flags are generated from `TrainConfig`, so the command line, `-c FILE` and
+a run's config.json stay views of one config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from fashionai.cli.common import Handler
+from fashionai.training.config import CHOICES, PRESETS, TrainConfig, read_config_file
+from fashionai.training.fit import fit
+from fashionai.training.rundir import best_row, read_metrics
+
+# Flag help for each TrainConfig field; the flags themselves are generated from the dataclass so that
+# the CLI, `-c FILE` and config.json stay views of one config. Aliases keep the tutorial's / GluonCV's
+# flag names (--num-epochs, --lr-decay, --input-size, -j, ...).
+TRAIN_HELP = {
+    "task": ("attribute task, e.g. skirt_length_labels", ()),
+    "tasks": ("instead of --task: one net with a head per task, trained on their union: length, design, "
+              "all or a comma list; split into one run per task at the end", ()),
+    "prepared": ("prepared root (fashionai prepare --out)", ("--data-dir",)),
+    "out": ("runs root: the run goes to OUT/<task>/<name>", ("--save-dir",)),
+    "name": ("run name (default: <model>_<px>px_<time>)", ()),
+    "model": ("GluonCV model-zoo name", ()),
+    "num_classes": ("(derived from the task)", ()),
+    "data_shape": ("input size in px", ("--input-size",)),
+    "pretrained": ("'cache' (MXNet model cache, never downloads), 'none' (from scratch) or a params file",
+                   ("--pretrained-path",)),
+    "download": ("allow downloading the pretrained weights from the model zoo", ()),
+    "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
+    "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
+    "dtype": ("training precision: float32, bfloat16 (AMP on CPUs with BF16 kernels) or float16 (AMP on "
+              "GPUs); refused where the hardware cannot run it", ()),
+    "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
+    "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "
+                "under `fashionai launch` (several processes or hosts)", ()),
+    "workers": ("data loader worker processes (--input folder; 0 = in the training process) or decoding "
+                "threads (--input rec; MXNet uses at most half the cores); -1 = auto: min(4, cores) "
+                "processes, or one thread per core",
+                ("-j", "--num-workers", "--num-data-workers")),
+    "input": ("folder: decode the prepared JPEG folders in Python workers (the tutorial's way); rec: read the "
+              "RecordIO packs of `fashionai pack` with MXNet's C++ ImageRecordIter (decoding and "
+              "augmentation in native threads: the fast path for GPU hosts; no --balance sampler)", ()),
+    "epochs": ("training epochs", ("--num-epochs",)),
+    "batch_size": ("images per device per step", ("-b",)),
+    "optimizer": ("sgd or nag", ()),
+    "lr": ("base learning rate", ()),
+    "momentum": ("SGD momentum", ()),
+    "wd": ("weight decay", ()),
+    "no_wd": ("no weight decay on BN parameters and biases", ()),
+    "lr_mode": ("step or cosine (after the warm-up)", ()),
+    "warmup_epochs": ("linear LR warm-up epochs", ()),
+    "lr_steps": ("epochs where the step schedule multiplies the LR by --lr-factor", ("--lr-decay-epoch",)),
+    "lr_factor": ("step schedule factor", ("--lr-decay",)),
+    "head_lr_mult": ("LR multiplier of the new head", ()),
+    "label_smoothing": ("label smoothing epsilon (0 = off)", ()),
+    "mixup": ("mixup Beta(alpha, alpha); 0 = off", ("--mixup-alpha",)),
+    "mixup_off_epochs": ("last epochs without mixup", ("--mixup-off-epoch",)),
+    "balance": ("imbalanced classes: none, sampler (balanced draws) or weights (loss weights)", ()),
+    "min_scale": ("smallest random-resized-crop area share", ()),
+    "jitter": ("colour jitter strength (0 = off)", ()),
+    "lighting": ("PCA lighting noise (0 = off)", ()),
+    "patience": ("early stop after this many epochs without a val mAP gain (0 = off)", ()),
+    "freeze_backbone": ("train the new head only (backbone weights fixed)", ()),
+    "cache_features": ("with --freeze-backbone: compute the backbone's features once, cache them under "
+                       "PREPARED/feature_cache/, and train the head on them (seconds per epoch)", ()),
+    "cache_views": ("views cached per training image: none, flip, five-crop, ten-crop", ()),
+    "fine_tune_epochs": ("after the --epochs of head training, unfreeze and fine-tune the whole net for "
+                         "this many epochs", ()),
+    "fine_tune_lr_mult": ("LR of the fine-tuning epochs = --lr x this", ()),
+    "seed": ("seed of python, numpy and mxnet", ()),
+    "resume": ("continue the run in this folder from its last checkpoint", ()),
+}
+
+
+def add_config_flag(p: argparse.ArgumentParser, field) -> None:
+    """One `--field-name` flag for a TrainConfig field; SUPPRESS keeps unset flags out of args."""
+    help_text, aliases = TRAIN_HELP[field.name]
+    flags = [f"--{field.name.replace('_', '-')}", *aliases]
+    kw: dict = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if field.name == "no_wd":
+        kw["action"] = "store_true"
+    elif isinstance(default, bool):
+        kw["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, list):
+        kw.update(type=int, nargs="*")
+    elif field.name == "num_gpus":
+        kw["type"] = int
+    else:
+        kw["type"] = type(default)
+    if field.name in CHOICES:
+        kw["choices"] = CHOICES[field.name]
+    kw["help"] += f" (default: {default!r})" if default not in ("", None) else ""
+    p.add_argument(*flags, **kw)
+
+
+def add_train(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("train", help="fine-tune a network on one task's prepared folders",
+                       description="fine-tune a network on one task's prepared folders. Precedence: "
+                       "flags > -c FILE > --preset > defaults (the Gluon FashionAI tutorial's).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML or JSON file of options (e.g. a run's config.json)")
+    p.add_argument("--preset", choices=("demo",), help="demo: the small from-scratch setting for generated data")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "num_classes":
+            add_config_flag(p, field)
+    return _cmd_train
+
+
+def train_config(args: argparse.Namespace):
+    """TrainConfig from, in rising precedence: defaults, --preset, -c FILE, explicit flags."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    values = read_config_file(args.config) if args.config else {}
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    merged = {**values, **flags}
+    if flags.get("resume") and not args.config:  # a resume keeps the run's own settings unless told otherwise
+        merged = {**TrainConfig.load(f"{flags['resume']}/config.json").to_dict(), **flags}
+    if not merged.get("task") and not merged.get("tasks"):
+        raise ValueError("--task (or --tasks for a multi-task net) is required, or a config file with task:")
+    if args.preset:
+        return PRESETS[args.preset](merged.pop("task", ""), merged.pop("prepared", "data/prepared"),
+                                    merged.pop("out", "runs"), **merged)
+    return TrainConfig.from_dict(merged)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = train_config(args)
+    run_dir = fit(config)
+    rows = read_metrics(run_dir)
+    if config.tasks and rows:
+        best = best_row(rows)
+        for task in [k.split("/", 1)[1] for k in best if k.startswith("val_map/")]:
+            print(f"{task}: val mAP {best[f'val_map/{task}']:.4f} -> {run_dir.parent.parent / task / run_dir.name}")
+    if rows:
+        best = best_row(rows)
+        print(f"{run_dir}: best val mAP {best['val_map']:.4f} (acc {best['val_acc']:.4f}) at epoch {best['epoch']}")
+    return 0

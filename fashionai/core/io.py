@@ -1,0 +1,135 @@
+"""Writing files and folders so that a reader never sees half of one: the project's one writer.
+
+Every file goes to a temporary name in its own folder and is renamed over the target (a rename
+within a folder is atomic on POSIX). Temporary files are created with mode 0o666 filtered by the
+user's umask, as `open()` would create the target itself (`tempfile.mkstemp` would make them 0600).
+Folders that a command builds as a whole (a prepared root, demo data) are built beside the target
+and swapped in, and a folder is only ever replaced when it carries the marker file of the command
+that made it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _temp_name(path: Path) -> Path:
+    """A fresh hidden name beside `path` (pid + random: concurrent writers never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (str as UTF-8, `\\n` kept as is) to `path` through a temp file and a rename."""
+    path = Path(path)
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_save(path: str | Path, save: Callable[[str], None]) -> Path:
+    """Let `save(filename)` (MXNet's save_parameters, save_states, nd.save, np.save) write a temp
+    file, then rename it over `path`. The temp name keeps `path`'s suffix (np.save appends .npy)."""
+    path = Path(path)
+    tmp = _temp_name(path).with_suffix(f".tmp{path.suffix}")
+    try:
+        save(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def json_safe(value: Any) -> Any:
+    """NaN -> None recursively: JSON has no NaN and strict parsers refuse Python's `NaN` token."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
+    """`value` as JSON (NaN written as null), atomically, ending in a newline."""
+    return atomic_write(path, json.dumps(json_safe(value), indent=indent) + "\n")
+
+
+def csv_text(rows: Sequence[dict], fieldnames: Sequence[str]) -> str:
+    """Rows as CSV text with a header, `\\n` line ends; keys not in `fieldnames` are left out."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fieldnames), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
+    """Rows as a CSV file, atomically; columns default to every key in first-seen order."""
+    fields = fieldnames if fieldnames is not None else list(dict.fromkeys(k for row in rows for k in row))
+    return atomic_write(path, csv_text(rows, fields))
+
+
+# --- folders a command builds as a whole ----------------------------------------------------------
+def check_replaceable(out: Path, marker: str, overwrite: bool, what: str) -> None:
+    """Refuse, before any work, an `out` that is not this command's to fill or replace.
+
+    An empty or missing folder is fine. A non-empty one needs `overwrite` and the `marker` file
+    that the command writes into every folder it makes (`what` it is, e.g. "demo data"): anything
+    else may hold the user's files.
+    """
+    if out.is_symlink():
+        raise FileExistsError(f"{out} is a symbolic link; give the real folder it points to "
+                              f"({out.resolve()}) or another path")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        if not (out / marker).is_file():
+            raise FileExistsError(f"{out} has no {marker}, so it is not {what}; refusing to replace it, "
+                                  "remove it yourself")
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder `tmp` at `out` (same parent, so each rename is atomic)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old)
+
+
+@contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """A fresh hidden folder beside `out` to build into; swapped in at the end of the block, removed
+    if the block fails (so a failed or interrupted command leaves `out` as it was)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

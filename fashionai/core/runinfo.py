@@ -1,0 +1,87 @@
+"""A trained run as inference, scoring and the pipeline see it: `RunInfo`, read once from its
+`config.json` and validated before any value is used.
+
+A run folder is input like any other: its config could have been edited or copied from elsewhere.
+Every value that later becomes part of a file name, a network or an image size is checked here
+(a task name with `/` or `..` would otherwise make export write outside the run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fashionai.core.tasks import check_task, num_classes
+
+CONFIG_FILE = "config.json"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # GluonCV model-zoo names
+MIN_SIZE, MAX_SIZE = 8, 4096  # input sizes in px a config may ask for
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's config says about its net and data: the fields every reader needs, typed."""
+
+    run_dir: Path
+    task: str
+    model: str
+    data_shape: int
+    num_classes: int
+    prepared: Path
+    name: str = ""
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunInfo:
+        """The run's `config.json`, validated; FileNotFoundError if `run_dir` is not a run directory,
+        ValueError naming the file and field for a value that cannot be right."""
+        run_dir = Path(run_dir)
+        path = run_dir / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; is {run_dir} a run directory (fashionai train)?")
+        try:
+            config = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: expected a JSON object of settings")
+        return cls.from_config(config, run_dir, path)
+
+    @classmethod
+    def from_config(cls, config: dict, run_dir: Path, source: Path | str = CONFIG_FILE) -> RunInfo:
+        """Validate the fields of a config dict (see `read`)."""
+        def bad(field: str, why: str) -> ValueError:
+            return ValueError(f"{source}: {field} {config.get(field)!r} {why}")
+
+        if not config.get("task") and config.get("tasks"):
+            raise ValueError(f"{source}: a multi-task run ({config['tasks']}); use the per-task runs it was "
+                             "split into (runs/<task>/<name>)")
+        task = config.get("task")
+        try:
+            check_task(task if isinstance(task, str) else "")
+        except ValueError as err:
+            raise bad("task", f"is not a task: {err}") from None
+        model = config.get("model")
+        if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
+            raise bad("model", "is not a model-zoo name")
+        size = config.get("data_shape")
+        if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+            raise bad("data_shape", f"is not an input size in {MIN_SIZE}..{MAX_SIZE} px")
+        k = config.get("num_classes") or num_classes(task)
+        if k != num_classes(task):
+            raise bad("num_classes", f"does not match the {num_classes(task)} classes of {task}")
+        prepared = config.get("prepared")
+        if not isinstance(prepared, str):
+            raise bad("prepared", "is not a folder path")
+        name = config.get("name", "")
+        return cls(Path(run_dir), task, model, size, k, Path(prepared), name if isinstance(name, str) else "")
+
+    def weights(self, which: str = "best") -> Path:
+        """`<which>.params` of the run; FileNotFoundError when it has none yet."""
+        if which not in ("best", "last"):
+            raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+        path = self.run_dir / f"{which}.params"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; the run has no {which} checkpoint yet")
+        return path

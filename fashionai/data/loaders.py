@@ -1,0 +1,132 @@
+"""Datasets and loaders of one task's prepared class folders, and how many workers feed them.
+
+Folder layout read: `<prepared>/<task>/{train,val}/<class index>/<file>` (docs/design.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fashionai.core.cpu import usable_cores
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+
+def split_dir(prepared: str | Path, task: str, split: str) -> Path:
+    """`<prepared>/<task>/<split>`; FileNotFoundError naming the command that makes it."""
+    path = Path(prepared) / task / split
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder; run `fashionai prepare --out {prepared}` first")
+    return path
+
+
+def image_folder(folder: str | Path, num_classes: int) -> mx.gluon.data.vision.ImageFolderDataset:
+    """ImageFolderDataset whose labels are the class indices named by the folders `0..K-1`.
+
+    ImageFolderDataset numbers folders in sorted string order; checking that the names are exactly
+    0..K-1 in that order guarantees label == class index (K <= 10, so no '10' < '2' problem).
+    """
+    from mxnet.gluon.data.vision import ImageFolderDataset
+
+    dataset = ImageFolderDataset(str(folder), flag=1)
+    expected = [str(i) for i in range(num_classes)]
+    if dataset.synsets != expected:
+        raise ValueError(f"{folder}: class folders {dataset.synsets}, expected {expected} (fashionai prepare)")
+    if not dataset.items:
+        raise ValueError(f"{folder}: no images")
+    return dataset
+
+
+def labels_of(dataset) -> np.ndarray:
+    """(N,) int class index of every item of an ImageFolderDataset, without decoding images."""
+    return np.array([label for _, label in dataset.items], dtype=np.int64)
+
+
+class ItemsDataset:
+    """(image, label) from a list of (path, label), e.g. the union of several tasks' class folders,
+    read like `ImageFolderDataset` (OpenCV decode, RGB, HWC uint8) and with the same `items`."""
+
+    def __init__(self, items: Sequence[tuple[str, int]]):
+        self.items = list(items)
+
+    def __getitem__(self, idx: int):
+        import mxnet as mx
+
+        path, label = self.items[idx]
+        return mx.image.imread(path, flag=1), label
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def transform_first(self, fn):
+        import mxnet as mx
+
+        return mx.gluon.data.SimpleDataset(self).transform_first(fn)
+
+
+class BalancedSampler:
+    """Draws `len(labels)` indices per epoch with replacement, each class equally likely.
+
+    Hand-written: gluon 1.x has no weighted sampler. Uses numpy's global RNG, seeded by `fit`.
+    """
+
+    def __init__(self, labels: Sequence[int]):
+        labels = np.asarray(labels)
+        counts = np.bincount(labels)
+        self._weights = 1.0 / counts[labels]
+        self._weights /= self._weights.sum()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.choice(len(self._weights), size=len(self._weights), p=self._weights).tolist())
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+
+def make_loader(
+    dataset, transform, batch_size: int, *, train: bool, workers: int = 0, balanced: bool = False,
+    sampler=None,
+) -> mx.gluon.data.DataLoader:
+    """DataLoader over `dataset` with `transform` on the image; `sampler` replaces the training
+    order (a distributed worker's shard, see fashionai.training.distributed.ShardSampler).
+
+    Training drops the last partial batch (`discard`) so every step has the same shape, which
+    `hybridize(static_shape=True)` needs; evaluation keeps every image (`keep`) and the caller pads.
+    """
+    from mxnet.gluon.data import DataLoader
+    from mxnet.gluon.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+
+    data = dataset.transform_first(transform)
+    if train:
+        if sampler is None:
+            sampler = BalancedSampler(labels_of(dataset)) if balanced else RandomSampler(len(dataset))
+        if len(sampler) < batch_size:
+            raise ValueError(f"{len(sampler)} training images is fewer than one batch ({batch_size}); lower -b")
+        batches = BatchSampler(sampler, batch_size, last_batch="discard")
+    else:
+        batches = BatchSampler(SequentialSampler(len(dataset)), batch_size, last_batch="keep")
+    return DataLoader(data, batch_sampler=batches, num_workers=loader_workers(workers))
+
+
+# --- workers ------------------------------------------------------------------------------------
+AUTO_WORKERS = -1  # TrainConfig.workers default: sized from the cores (loader_workers, record_threads)
+MAX_AUTO_PROCESSES = 4  # the Gluon tutorial's 4 loader processes, on hosts with at least 4 cores
+
+
+def loader_workers(workers: int) -> int:
+    """DataLoader worker processes: `workers` as given (0 = decode in the training process), or
+    for AUTO_WORKERS (any negative value) min(4, cores): more processes than cores only contend."""
+    return min(MAX_AUTO_PROCESSES, usable_cores()) if workers < 0 else workers
+
+
+def record_threads(workers: int) -> int:
+    """ImageRecordIter decoding threads: `workers` when > 0, else one per core (GluonCV's
+    `--use-rec` path gives it all cores; C++ threads do not pay Python's per-process costs), at most
+    half the cores: MXNet 1.9.1's prefetching ImageRecordIter caps them there itself (its guess at
+    the physical cores, iter_image_recordio_2.cc), so this says what it will really use."""
+    return min(workers if workers > 0 else usable_cores(), max(usable_cores() // 2, 1))

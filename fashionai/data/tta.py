@@ -1,0 +1,183 @@
+"""Test-time views: several views of every image of a batch, built with batched NDArray ops.
+
+Used by prediction (fashionai.inference.predict) and by the feature cache of head training
+(fashionai.training.features), which caches the same views; the view modes are defined here once.
+
+Layout (image-major): `make_views` returns `(B * V, C, crop, crop)` where row `b * V + v` is view
+`v` of image `b`, so `reshape(B, V, ...)` regroups an image's views and `reduce_views` averages
+them. View order within an image (`view_boxes` gives the exact slices):
+
+| mode        | V  | views, in order                                                             |
+|-------------|----|-----------------------------------------------------------------------------|
+| `none`      | 1  | centre                                                                      |
+| `flip`      | 2  | centre, mirrored centre                                                     |
+| `five-crop` | 5  | centre, top-left, top-right, bottom-left, bottom-right                      |
+| `ten-crop`  | 10 | the five crops, then each of them mirrored left-right (view 5 + i = mirror of view i) |
+
+View 0 is always the centre crop, i.e. exactly what `none` (and the evaluation transform) sees.
+The centre crop starts at `((H - crop) // 2, (W - crop) // 2)`, as `mx.image.center_crop` does.
+The tutorial's ten-crop takes the crops of the mirrored image; when `W - crop` is even (as for the
+256 -> 224 default) that is the same set of views (the top-left crop of the mirror is the mirror of
+the top-right crop), so means agree; when it is odd the tutorial's mirrored centre is one pixel off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from fashionai.data.transforms import MEAN, STD, resize_size
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+# Views per image of each mode (constants, not state).
+TTA_MODES: dict[str, int] = {"none": 1, "flip": 2, "five-crop": 5, "ten-crop": 10}
+DEFAULT_TTA = "ten-crop"  # what predict, submit, evaluate and the demo use unless told otherwise
+REDUCTIONS: tuple[str, ...] = ("mean", "max")
+
+
+class Box(NamedTuple):
+    """One view: the crop's top-left corner (y, x) and whether it is mirrored left-right."""
+
+    y: int
+    x: int
+    flip: bool
+
+
+def check_mode(mode: str) -> str:
+    """Return `mode` if it is a TTA mode, else raise a ValueError listing the valid ones."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; valid modes: {', '.join(TTA_MODES)}")
+    return mode
+
+
+def num_views(mode: str) -> int:
+    """Views per image V of `mode`."""
+    return TTA_MODES[check_mode(mode)]
+
+
+def view_boxes(height: int, width: int, crop: int, mode: str) -> list[Box]:
+    """The V crop boxes of `mode` on an image of `height` x `width`, in the documented order."""
+    check_mode(mode)
+    if crop > height or crop > width:
+        raise ValueError(f"crop {crop} is larger than the image ({height} x {width})")
+    centre = Box((height - crop) // 2, (width - crop) // 2, False)
+    if mode == "none":
+        return [centre]
+    if mode == "flip":
+        return [centre, centre._replace(flip=True)]
+    bottom, right = height - crop, width - crop
+    five = [centre, Box(0, 0, False), Box(0, right, False), Box(bottom, 0, False), Box(bottom, right, False)]
+    if mode == "five-crop":
+        return five
+    return five + [box._replace(flip=True) for box in five]
+
+
+def make_views(batch: mx.nd.NDArray, mode: str, crop: int) -> mx.nd.NDArray:
+    """(B, C, H, W) -> (B * V, C, crop, crop), image-major: row b * V + v is view v of image b.
+
+    Each view is one slice of the whole batch (and one flip), so the Python work is per view, not
+    per image.
+    """
+    import mxnet as mx
+
+    if batch.ndim != 4:
+        raise ValueError(f"make_views expects a (B, C, H, W) batch, got shape {batch.shape}")
+    b, c, h, w = batch.shape
+    views = []
+    for box in view_boxes(h, w, crop, mode):
+        view = batch[:, :, box.y:box.y + crop, box.x:box.x + crop]
+        views.append(mx.nd.flip(view, axis=3) if box.flip else view)
+    return mx.nd.stack(*views, axis=1).reshape((b * len(views), c, crop, crop))
+
+
+def reduce_views(probs: np.ndarray, views: int, reduce: str = "mean") -> np.ndarray:
+    """(B * V, K) image-major view probabilities -> (B, K) per image, rows summing to 1.
+
+    `max` takes each class's largest probability over the views and renormalises, so callers can
+    treat every output as a distribution.
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"unknown TTA reduction {reduce!r}; valid: {', '.join(REDUCTIONS)}")
+    if probs.ndim != 2 or probs.shape[0] % views:
+        raise ValueError(f"probabilities of shape {probs.shape} do not split into groups of {views} views")
+    grouped = probs.reshape(probs.shape[0] // views, views, probs.shape[1])
+    out = grouped.mean(axis=1) if reduce == "mean" else grouped.max(axis=1)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+# --- images to views ---------------------------------------------------------------------------
+class ImageDecodeError(ValueError):
+    """Images that could not be read; `failures` lists (path, reason) for every one of them."""
+
+    def __init__(self, failures: list[tuple[str, str]]):
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        super().__init__(f"{len(failures)} image(s) could not be decoded; nothing was written:\n{lines}")
+        self.failures = failures
+
+
+def check_scales(scales: Sequence[int] | None, data_shape: int) -> list[int]:
+    """The short-side sizes to predict at (default: the evaluation transform's); each >= data_shape."""
+    scales = [resize_size(data_shape)] if not scales else [int(s) for s in scales]
+    small = [s for s in scales if s < data_shape]
+    if small:
+        raise ValueError(f"TTA scales {small} are smaller than the crop size {data_shape}")
+    return scales
+
+
+def load_image(path: str | Path) -> mx.nd.NDArray:
+    """(H, W, 3) uint8 RGB; MXNetError if the file is missing or not an image (raised here, not later:
+    MXNet runs operators asynchronously, so the read is awaited)."""
+    import mxnet as mx
+
+    image = mx.image.imread(str(path))
+    image.wait_to_read()
+    return image
+
+
+def square_for_views(image: mx.nd.NDArray, scale: int, crop: int) -> mx.nd.NDArray:
+    """(H, W, 3) -> (scale, scale, 3): short side resized to `scale`, long side cut so that the
+    square's centre `crop` equals `mx.image.center_crop` of the whole resized image."""
+    import mxnet as mx
+
+    resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
+    h, w = resized.shape[:2]
+    y0 = (h - crop) // 2 - (scale - crop) // 2
+    x0 = (w - crop) // 2 - (scale - crop) // 2
+    return resized[y0:y0 + scale, x0:x0 + scale]
+
+
+def load_squares(paths: Sequence, scales: list[int], crop: int) -> tuple[list, list[tuple[str, str]]]:
+    """Per scale a (B, s, s, 3) uint8 batch of the decodable images, and (path, reason) failures."""
+    import mxnet as mx
+
+    per_scale: list[list] = [[] for _ in scales]
+    failures = []
+    for path in paths:
+        try:
+            image = load_image(path)
+        except mx.base.MXNetError as err:
+            reason = str(err).strip().splitlines()[-1]
+            failures.append((str(path), reason))
+            continue
+        for squares, scale in zip(per_scale, scales):
+            squares.append(square_for_views(image, scale, crop))
+    if failures:
+        return [], failures
+    return [mx.nd.stack(*squares) for squares in per_scale], []
+
+
+def normalised_views(squares: list, mode: str, crop: int, mean=MEAN, std=STD) -> mx.nd.NDArray:
+    """Per-scale (b, s, s, 3) uint8 -> (b * S * V, 3, crop, crop) normalised, image-major."""
+    import mxnet as mx
+
+    groups = []
+    for batch in squares:
+        tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(batch), mean=mean, std=std)
+        views = make_views(tensor, mode, crop)
+        groups.append(views.reshape((batch.shape[0], -1, 3, crop, crop)))
+    return mx.nd.concat(*groups, dim=1).reshape((-1, 3, crop, crop))

@@ -1,0 +1,122 @@
+"""Class probabilities (softmax) of a trained net for a list of images, with TTA, on any contexts.
+
+Preprocessing, per scale `s` (default `transforms.resize_size(data_shape)`, the evaluation transform's):
+decode with OpenCV (`mx.image.imread`, RGB), resize the short side to `s` with the same operator
+and interpolation as the evaluation transform (`transforms.Resize(s, keep_ratio=True)`), then cut
+the long side down to an `s` x `s` square whose centre `data_shape` crop is exactly the evaluation
+transform's centre crop. Images of any size then stack into one (B, s, s, 3) batch, and
+`data.tta.make_views` slices the views from the whole batch. Consequence: corner crops of a non-square
+image come from that square, not from the ends of its long side.
+
+`batch_size` counts network inputs (views) per forward pass on each device, so memory does not grow
+with the TTA mode: each step takes `max(1, batch_size // views) * len(ctx)` images, split across the
+devices. `tta="none"` gives exactly the evaluation transform's view.
+
+`precision` (fp32, fused, bf16, int8; see fashionai.inference.nets) picks the numeric form of the
+net; `predict_run` defaults to fp32. The command line's `auto` is resolved to one of them first
+(fashionai.pipeline.precision).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fashionai.core.annotations import read_questions
+from fashionai.core.devices import context_list, resolve_devices
+from fashionai.core.tasks import check_task
+from fashionai.data.tta import (DEFAULT_TTA, ImageDecodeError, check_scales, load_squares, normalised_views, num_views,
+                                reduce_views)
+from fashionai.inference.nets import load_net, precision_of
+
+log = logging.getLogger(__name__)
+
+
+def _forward(net, squares: list, ctx: list, mode: str, crop: int) -> np.ndarray:
+    """Softmax of every view, (B * S * V, K) image-major; images split across the devices."""
+    import mxnet as mx
+
+    count = squares[0].shape[0]
+    used = ctx[:count]
+    parts = [mx.gluon.utils.split_and_load(batch, used, even_split=False) for batch in squares]
+    outputs = []
+    for i in range(len(used)):
+        views = normalised_views([p[i] for p in parts], mode, crop)
+        logits = net(views)
+        if logits.dtype != np.float32:  # a bf16 graph's output: softmax and asnumpy in float32
+            logits = mx.nd.amp_cast(logits, dtype="float32")
+        outputs.append(mx.nd.softmax(logits, axis=-1))
+    return np.concatenate([out.asnumpy() for out in outputs])
+
+
+def predict_paths(
+    net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
+    scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
+) -> np.ndarray:
+    """(N, K) probabilities, rows in `paths` order. Every undecodable image is collected and
+    reported in one ImageDecodeError (after the first failure the net is no longer run).
+
+    `tta` defaults to the evaluation transform's single view: this is the primitive that a run's
+    prediction (`predict_run`, default `DEFAULT_TTA`) builds on.
+
+    A plain net is hybridized here (static_alloc, static_shape); one from `nets.load_net` is
+    run as it is, since re-hybridizing would drop its backend (the fused oneDNN graph).
+    """
+    ctx = context_list(ctx)
+    if not paths:
+        raise ValueError("no images to predict")
+    scales = check_scales(scales, data_shape)
+    views = num_views(tta) * len(scales)
+    per_step = max(1, batch_size // views) * len(ctx)
+    if precision_of(net) is None:
+        net.hybridize(static_alloc=True, static_shape=True)
+    results, failures = [], []
+    with tqdm(total=len(paths), unit="img", desc=f"predict ({tta})", leave=False) as bar:
+        for start in range(0, len(paths), per_step):
+            squares, bad = load_squares(paths[start:start + per_step], scales, data_shape)
+            failures += bad
+            if not failures:
+                results.append(reduce_views(_forward(net, squares, ctx, tta, data_shape), views, reduce))
+            bar.update(min(per_step, len(paths) - start))
+    if failures:
+        raise ImageDecodeError(failures)
+    return np.concatenate(results)
+
+
+def predict_run(
+    run_dir: str | Path, image_paths: Sequence[str | Path], *, tta: str = DEFAULT_TTA, devices: str = "auto",
+    batch_size: int = 32, which: str = "best", scales: Sequence[int] | None = None, reduce: str = "mean",
+    precision: str = "fp32",
+) -> np.ndarray:
+    """(N, K) probabilities of a trained run on `devices` (whatever the run was trained on), in
+    `precision` (fp32, fused, bf16 or int8; `auto` is decided by fashionai.pipeline.precision)."""
+    if precision == "auto":
+        raise ValueError("precision 'auto' is resolved per run by fashionai.pipeline.precision.resolve_precision "
+                         "before predicting; pass the precision it chose")
+    ctx = resolve_devices(devices)
+    net, run = load_net(run_dir, precision, ctx=ctx, which=which)
+    log.info("predicting %d images with %s (%s, %s) on %s, tta %s", len(image_paths), run_dir, which, precision,
+             ctx, tta)
+    return predict_paths(
+        net, image_paths, data_shape=run.data_shape, ctx=ctx, tta=tta, scales=scales,
+        reduce=reduce, batch_size=batch_size,
+    )
+
+
+def question_images(
+    questions_path: str | Path, task: str, images_root: str | Path | None = None,
+) -> tuple[list[str], list[Path]]:
+    """The question file's images of `task` in file order, as written there and as files.
+
+    Image names are relative to the folder above `Tests/` (`rank/`), the default `images_root`.
+    """
+    check_task(task)
+    root = Path(questions_path).resolve().parent.parent if images_root is None else Path(images_root)
+    names = [q.image for q in read_questions(questions_path) if q.task == task]
+    if not names:
+        raise ValueError(f"{questions_path} has no questions for {task}")
+    return names, [root / name for name in names]

@@ -1,0 +1,286 @@
+"""`--precision auto`: which precision predict runs for a run, decided by measuring them all on the
+run's own val split, and the table that shows why.
+
+`compare_precisions` measures every precision the machine can run (fashionai.inference.nets):
+img/s on a fixed batch, val official AP, agreement with fp32. `choose_precision` takes the fastest
+whose val mAP stays within `MAP_TOLERANCE` of fp32's and caches the decision in
+`<run>/precision.json`, keyed by the weights, devices, CPU and MXNet version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fashionai.core.cpu import machine_name
+from fashionai.core.devices import resolve_devices
+from fashionai.core.io import write_json
+from fashionai.core.runinfo import RunInfo
+from fashionai.core.tasks import class_names
+from fashionai.data.manifest import split_images
+from fashionai.data.transforms import eval_transform
+from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
+from fashionai.inference.predict import predict_paths, predict_run
+from fashionai.inference.quantize import params_fingerprint
+from fashionai.scoring.scores import evaluate_predictions
+from fashionai.scoring.tables import format_table, save_table
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+log = logging.getLogger(__name__)
+
+CHOICES: tuple[str, ...] = (*PRECISIONS, "auto")
+MAP_TOLERANCE = 0.005  # auto: largest |val mAP - fp32 val mAP| a faster precision may have
+DECISION_FILE = "precision.json"
+COMPARE_STEM = "precision_compare"
+THROUGHPUT_SECONDS = 2.0  # timing budget per precision, split into 3-10 alternating rounds
+
+COMPARE_COLUMNS = (("precision", "{}"), ("img_s", "{:.1f}"), ("speedup", "{:.2f}x"), ("val_map", "{:.4f}"),
+                   ("delta_map", "{:+.4f}"), ("argmax_agreement", "{:.4f}"), ("max_abs_dp", "{:.2e}"),
+                   ("mean_abs_dp", "{:.2e}"), ("reason", "{}"))
+
+# --- measuring and choosing ----------------------------------------------------------------------
+
+
+def measure_throughput(nets: dict[str, mx.gluon.Block], batch: mx.nd.NDArray, *,
+                       seconds: float = THROUGHPUT_SECONDS) -> dict[str, float]:
+    """Images per second of each net on the fixed `batch`, after two warm-up passes.
+
+    About `seconds` per net, in 3 to 10 rounds that alternate between the nets; each net keeps its
+    best round. Other processes on the machine only ever slow a round down (with OpenMP threads
+    waiting at barriers, by a lot), so the best of many short rounds taken turn about estimates the
+    uncontended speed, and a burst of load hits every precision alike rather than whichever ran
+    during it.
+    """
+    per_pass = {}
+    for name, net in nets.items():
+        for _ in range(2):
+            net(batch).wait_to_read()
+        start = time.perf_counter()
+        net(batch).wait_to_read()
+        per_pass[name] = max(time.perf_counter() - start, 1e-6)
+    rounds = max(3, min(10, int(seconds / max(per_pass.values()))))
+    passes = {name: max(1, math.ceil(seconds / rounds / t)) for name, t in per_pass.items()}
+    best = dict.fromkeys(nets, 0.0)
+    for _ in range(rounds):
+        for name, net in nets.items():
+            start = time.perf_counter()
+            for _ in range(passes[name]):
+                net(batch).wait_to_read()
+            best[name] = max(best[name], batch.shape[0] * passes[name] / (time.perf_counter() - start))
+    return best
+
+
+def _fixed_batch(images: Sequence[Path], data_shape: int, batch_size: int, ctx) -> mx.nd.NDArray:
+    """(batch_size, 3, S, S) evaluation views of the first val images, repeated to fill the batch."""
+    import mxnet as mx
+
+    transform = eval_transform(data_shape)
+    views = [transform(mx.image.imread(str(p))) for p in images[:batch_size]]
+    return mx.nd.stack(*[views[i % len(views)] for i in range(batch_size)]).as_in_context(ctx)
+
+
+def _agreement(probs: np.ndarray, ref: np.ndarray) -> dict:
+    diff = np.abs(probs - ref)
+    return {"argmax_agreement": float((probs.argmax(1) == ref.argmax(1)).mean()),
+            "max_abs_dp": float(diff.max()), "mean_abs_dp": float(diff.mean())}
+
+
+def compare_precisions(
+    run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
+    precisions: Sequence[str] = PRECISIONS, seconds: float | None = None,
+) -> list[dict]:
+    """One row per precision, measured on the run's val split (TTA none):
+
+    supported (and the reason when not), img/s on a fixed batch of `batch_size` on the first device,
+    speed-up vs fp32, val official AP (the leaderboard metric) and accuracy, delta mAP vs fp32, and
+    agreement with fp32's probabilities (share of equal argmax, max and mean |dp|).
+    fp32 is always measured: it is the reference.
+    """
+    import mxnet as mx
+
+    ctx = resolve_devices(devices)
+    run = RunInfo.read(run_dir)
+    images, labels = split_images(run.prepared, run.task, "val")
+    precisions = ["fp32", *[p for p in precisions if p != "fp32"]]
+    rows, nets, probs = [], {}, {}
+    for name in precisions:
+        ok, why = availability(name, ctx)
+        row = {"precision": name, "supported": ok, "reason": why}
+        rows.append(row)
+        if not ok:
+            log.info("precision %s: not measured (%s)", name, why)
+            continue
+        try:
+            net, _ = load_net(run_dir, name, ctx=ctx, which=which)
+            probs[name] = predict_paths(net, images, data_shape=run.data_shape, ctx=ctx, tta="none",
+                                        batch_size=batch_size)
+        except (ValueError, OSError, mx.base.MXNetError) as err:  # e.g. int8 without train images
+            if name == "fp32":
+                raise
+            row.update(supported=False, reason=str(err).strip().splitlines()[-1][:300])
+            log.warning("precision %s: not usable here: %s", name, row["reason"])
+            continue
+        nets[name] = net
+        report = evaluate_predictions(probs[name], labels, class_names(run.task))
+        row.update(val_map=report["official_ap"], accuracy=report["accuracy"])
+    speeds = measure_throughput(nets, _fixed_batch(images, run.data_shape, batch_size, ctx[0]),
+                                seconds=THROUGHPUT_SECONDS if seconds is None else seconds)
+    ref = rows[0]
+    for row in rows:
+        if row["precision"] in nets:
+            row.update(img_s=speeds[row["precision"]], speedup=speeds[row["precision"]] / speeds["fp32"],
+                       delta_map=row["val_map"] - ref["val_map"],
+                       **_agreement(probs[row["precision"]], probs["fp32"]))
+            log.info("precision %s: %.1f img/s (%.2fx fp32), val mAP %.4f (%+.4f), argmax agreement %.4f, "
+                     "max |dp| %.2e", row["precision"], row["img_s"], row["speedup"], row["val_map"],
+                     row["delta_map"], row["argmax_agreement"], row["max_abs_dp"])
+    return rows
+
+
+def pick_precision(rows: Sequence[dict], tolerance: float = MAP_TOLERANCE) -> tuple[str, str]:
+    """(precision, why): the fastest measured row whose val mAP is within `tolerance` of fp32's.
+
+    Within means |delta| <= tolerance, both ways: a precision that moves the val mAP more than that
+    (even up, on a small val split) predicts differently from the trained model, and that is noise
+    as much as a gain. fp32 is always eligible, so there is always an answer.
+    """
+    ref = next(r for r in rows if r["precision"] == "fp32")
+    if ref.get("val_map") is None or math.isnan(ref["val_map"]):
+        return "fp32", "fp32's val mAP is undefined (no scorable val rows), so no precision can be checked against it"
+    eligible, rejected = [], []
+    for row in rows:
+        if not row.get("supported") or row.get("img_s") is None:
+            rejected.append(f"{row['precision']} (not supported: {row.get('reason') or 'not measured'})")
+        elif math.isnan(row["val_map"]) or abs(row["val_map"] - ref["val_map"]) > tolerance + 1e-12:
+            delta = row["val_map"] - ref["val_map"]
+            rejected.append(f"{row['precision']} (val mAP {row['val_map']:.4f}, {delta:+.4f})")
+        else:
+            eligible.append(row)
+    best = max(eligible, key=lambda r: r["img_s"])
+    why = (f"{best['precision']} is the fastest ({best['img_s']:.1f} img/s, {best['img_s'] / ref['img_s']:.2f}x fp32) "
+           f"with val mAP {best['val_map']:.4f} within {tolerance} of fp32's {ref['val_map']:.4f}")
+    slower = [f"{r['precision']} ({r['img_s']:.1f} img/s)" for r in eligible if r is not best]
+    if slower:
+        why += f"; slower: {', '.join(slower)}"
+    if rejected:
+        why += f"; rejected: {', '.join(rejected)}"
+    return best["precision"], why
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What `auto` runs for a run, why, and the measurements it was decided from."""
+
+    precision: str
+    reason: str
+    table: list[dict] = field(default_factory=list)
+    cached: bool = False
+
+
+def _decision_key(params: Path, ctx: Sequence, tolerance: float) -> dict:
+    import mxnet as mx
+
+    return {"params": params_fingerprint(params), "devices": [str(c) for c in ctx], "machine": machine_name(),
+            "tolerance": tolerance, "mxnet": mx.__version__}
+
+
+def _same_key(saved: dict, key: dict) -> bool:
+    """The params file's name and content (SHA-1) and everything else but its mtime must match."""
+    def strip(k: dict) -> dict:
+        return {**k, "params": {f: k.get("params", {}).get(f) for f in ("file", "sha1")}}
+    return strip(saved) == strip(key)
+
+
+def _val_missing(run_dir: Path) -> str:
+    """Why the run's val split cannot be measured ('' when it can)."""
+    try:
+        run = RunInfo.read(run_dir)
+        images, _ = split_images(run.prepared, run.task, "val")
+    except (FileNotFoundError, ValueError) as err:
+        return str(err)
+    missing = [p for p in images if not p.is_file()]
+    return f"{len(missing)} val image(s) missing, e.g. {missing[0]}" if missing else ""
+
+
+def choose_precision(
+    run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
+    tolerance: float = MAP_TOLERANCE, refresh: bool = False,
+) -> Decision:
+    """The fastest precision whose val mAP stays within `tolerance` of fp32 on the run's own val split.
+
+    Measured once (`compare_precisions`) and saved in `<run>/precision.json` with the table, keyed by
+    the params file (name, SHA-1; its mtime is recorded), devices, CPU model, tolerance and MXNet
+    version; later calls with the same key reuse it unless `refresh`. Without a val split to measure
+    on (e.g. the run dir was moved without its prepared data) it answers fp32 with a warning and
+    saves nothing: a precision is never guessed.
+    """
+    run_dir = Path(run_dir)
+    params = run_dir / f"{which}.params"
+    if not params.is_file():
+        raise FileNotFoundError(f"{params}: no such file; the run has no {which} checkpoint yet")
+    ctx = resolve_devices(devices)
+    others = {name: availability(name, ctx) for name in PRECISIONS if name != "fp32"}
+    if not any(ok for ok, _ in others.values()):  # e.g. GPUs: nothing to measure against
+        why = "; ".join(f"{name}: {reason}" for name, (_, reason) in others.items())
+        log.info("precision auto: fp32 for %s (the only one that runs here: %s)", run_dir, why)
+        return Decision("fp32", f"the only precision that runs on {', '.join(map(str, ctx))} ({why})")
+    key = _decision_key(params, ctx, tolerance)
+    path = run_dir / DECISION_FILE
+    if path.is_file() and not refresh:
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = {}
+        if _same_key(saved.get("key", {}), key):
+            log.info("precision auto: %s for %s (cached in %s: %s)", saved["precision"], run_dir, path, saved["reason"])
+            return Decision(saved["precision"], saved["reason"], saved.get("table", []), cached=True)
+    missing = _val_missing(run_dir)
+    if missing:
+        log.warning("precision auto: cannot measure on %s's val split (%s); running fp32", run_dir, missing)
+        return Decision("fp32", f"val split not available ({missing}); fp32 without measuring")
+    table = compare_precisions(run_dir, devices=devices, batch_size=batch_size, which=which)
+    chosen, why = pick_precision(table, tolerance)
+    saved = {"precision": chosen, "reason": why, "key": key, "batch_size": batch_size,
+             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "table": table}
+    write_json(path, saved)
+    log.info("precision auto: %s for %s: %s (saved in %s)", chosen, run_dir, why, path)
+    return Decision(chosen, why, table)
+
+
+def resolve_precision(run_dir: str | Path, precision: str, *, devices: str = "auto", batch_size: int = 32,
+                      which: str = "best") -> str:
+    """`precision` itself, or for `auto` the run's choice (`choose_precision`, cached)."""
+    check_precision(precision, CHOICES)
+    if precision != "auto":
+        return precision
+    return choose_precision(run_dir, devices=devices, batch_size=batch_size, which=which).precision
+
+
+def save_comparison(rows: Sequence[dict], run_dir: str | Path, **meta) -> dict[str, Path]:
+    """`<run>/precision_compare.json` + `.csv`."""
+    return save_table(rows, run_dir, COMPARE_STEM, **meta)
+
+
+def format_comparison(rows: Sequence[dict]) -> str:
+    """The comparison as a text table (unsupported precisions show their reason)."""
+    return format_table([{**r, "reason": r.get("reason") or ""} for r in rows], COMPARE_COLUMNS)
+
+
+def predict_resolved(run_dir: str | Path, image_paths: Sequence, *, precision: str = "fp32", devices: str = "auto",
+                     batch_size: int = 32, which: str = "best", **predict_kw) -> np.ndarray:
+    """fashionai.inference.predict.predict_run with `precision` resolved first (`auto`: the run's
+    measured, cached choice; library calls default to fp32, the command line to auto);
+    `predict_kw` are predict_run's (tta, scales, reduce)."""
+    chosen = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size, which=which)
+    return predict_run(run_dir, image_paths, precision=chosen, devices=devices, batch_size=batch_size,
+                       which=which, **predict_kw)

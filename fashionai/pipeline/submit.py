@@ -1,0 +1,78 @@
+"""A submission from trained runs and saved probabilities: predict each run on its task's questions
+(at its chosen precision), average the members of each task, validate, write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from fashionai.core.annotations import read_questions
+from fashionai.core.runinfo import RunInfo
+from fashionai.data.tta import DEFAULT_TTA
+from fashionai.inference.predict import question_images
+from fashionai.pipeline.precision import predict_resolved
+from fashionai.scoring.submission import (align, build_submission, ensemble, load_probs, prob_file_task, save_probs,
+                                          write_submission, write_task_files)
+
+log = logging.getLogger(__name__)
+
+
+def _run_members(runs: Sequence[RunInfo], weights, questions_path, images_root, save_dir, predict_kw
+                 ) -> dict[str, list]:
+    """Per task a list of (probs aligned to the task's questions, weight), one per run."""
+    members: dict[str, list] = {}
+    for run, weight in zip(runs, weights):
+        task = run.task
+        names, files = question_images(questions_path, task, images_root)
+        probs = predict_resolved(run.run_dir, files, **predict_kw)
+        if save_dir is not None:
+            stem = "__".join((task, *run.run_dir.resolve().parts[-2:], predict_kw["tta"]))
+            save_probs(Path(save_dir) / stem, task, names, probs, run=str(run.run_dir), **predict_kw)
+        members.setdefault(task, []).append((probs, weight))
+    return members
+
+
+def _check_coverage(asked: Sequence[str], covered: Sequence[str]) -> None:
+    """Raise before any net runs if a task of the question file has neither a run nor saved probs."""
+    missing = [t for t in asked if t not in covered]
+    if missing:
+        raise ValueError(f"no run or saved probabilities for task(s) in the question file: {', '.join(missing)}")
+    extra = sorted(set(covered) - set(asked))
+    if extra:
+        log.warning("ignoring runs/probabilities for tasks the question file does not ask: %s", ", ".join(extra))
+
+
+def make_submission(
+    questions_path: str | Path, out_dir: str | Path, *, runs: Sequence[str | Path] = (),
+    prob_files: Sequence[str | Path] = (), weights: Sequence[float] | None = None,
+    images_root: str | Path | None = None, save_probs_dir: str | Path | None = None, **predict_kw,
+) -> dict[str, int]:
+    """Predict with every run (and/or load saved probabilities), average the members of each task
+    (`weights`: one per run, then one per prob file), validate, and write `out_dir/submission.csv`
+    plus one `<task>.csv` per task. `predict_kw` goes to `predict_run` (tta, devices, ...).
+    Returns {task: number of ensemble members}."""
+    predict_kw.setdefault("tta", DEFAULT_TTA)
+    questions = read_questions(questions_path)
+    asked = list(dict.fromkeys(q.task for q in questions))
+    sources = len(runs) + len(prob_files)
+    weights = [1.0] * sources if weights is None else [float(w) for w in weights]
+    if len(weights) != sources:
+        raise ValueError(f"{len(weights)} weights for {sources} runs + probability files; give one each")
+    infos = [RunInfo.read(r) for r in runs]
+    _check_coverage(asked, [run.task for run in infos] + [prob_file_task(p) for p in prob_files])
+    keep = [i for i, run in enumerate(infos) if run.task in asked]
+    members = _run_members(
+        [infos[i] for i in keep], [weights[i] for i in keep], questions_path, images_root, save_probs_dir, predict_kw,
+    )
+    for path, weight in zip(prob_files, weights[len(runs):]):
+        task, images, probs = load_probs(path)
+        if task in asked:
+            wanted = [q.image for q in questions if q.task == task]
+            members.setdefault(task, []).append((align(images, probs, wanted, str(path)), weight))
+    probs_by_task = {t: ensemble([p for p, _ in members[t]], [w for _, w in members[t]]) for t in asked}
+    rows = build_submission(questions, probs_by_task)
+    write_submission(rows, Path(out_dir) / "submission.csv", questions_path)
+    write_task_files(rows, out_dir)
+    return {t: len(members[t]) for t in asked}

@@ -1,0 +1,259 @@
+"""Question file -> leaderboard submission rows; the checker; atomic writes; saved probabilities.
+
+A submission has one line per question row, in the question file's order, no header:
+`Images/<task>/<id>.jpg,<task>,p0;p1;...;pK-1`, each probability written with `%.8f` in the task's
+class order (`fashionai.core.tasks`). `check_submission` enforces every rule the leaderboard relies on
+and `write_submission` runs it on the rows in memory before anything touches the disk.
+
+Sum-to-one tolerance: rows are renormalised before formatting, and `%.8f` rounds each of K <= 10
+values by at most 5e-9, so a correct row sums to 1 within 5e-8. `SUM_TOLERANCE` = 1e-4 leaves room
+for files written by other tools with fewer decimals while still catching unnormalised scores.
+
+Saved probabilities (`save_probs` / `load_probs`): `<name>.npy` holds the (N, K) float32 array and
+`<name>.json` beside it the task and the N image paths, so runs can be ensembled later
+without re-running their nets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fashionai.core.annotations import QuestionRow, read_questions
+from fashionai.core.io import atomic_save, atomic_write, write_json
+from fashionai.core.tasks import TASK_NAMES, num_classes
+
+log = logging.getLogger(__name__)
+
+SUM_TOLERANCE = 1e-4
+FIXED_POINT = re.compile(r"\d+(\.\d+)?")  # what `%.8f` writes for a value in [0, 1]
+
+
+class SubmissionError(ValueError):
+    """A submission that breaks a rule; `line` is 1-based (0: the whole file), `rule` names the rule."""
+
+    def __init__(self, source: str, line: int, rule: str, detail: str):
+        super().__init__(f"{source}:{line}: [{rule}] {detail}")
+        self.source, self.line, self.rule = source, line, rule
+
+
+# --- building rows ------------------------------------------------------------------------------
+def normalise(probs: np.ndarray, task: str) -> np.ndarray:
+    """(N, K) non-negative finite scores -> rows summing to 1; raise ValueError on anything else."""
+    probs = np.asarray(probs, dtype=np.float64)
+    k = num_classes(task)
+    if probs.ndim != 2 or probs.shape[1] != k:
+        raise ValueError(f"{task}: probabilities of shape {probs.shape}, expected (N, {k})")
+    bad = ~(np.isfinite(probs).all(axis=1) & (probs >= 0).all(axis=1) & (probs.sum(axis=1) > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{task}: row {row} is not a probability vector: {probs[row].tolist()}")
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def format_row(image: str, task: str, probs: Sequence[float]) -> str:
+    """One submission line (no newline): `image,task,p0;...;pK-1` with `%.8f`."""
+    return f"{image},{task}," + ";".join("%.8f" % p for p in probs)
+
+
+def build_submission(questions: Sequence[QuestionRow], probs_by_task: Mapping[str, np.ndarray]) -> list[str]:
+    """Submission lines in question order; `probs_by_task[task]` is (N_task, K) in the order the
+    task's rows appear in the question file. Every task asked must be given, with the right N."""
+    asked = list(dict.fromkeys(q.task for q in questions))
+    missing = [t for t in asked if t not in probs_by_task]
+    if missing:
+        raise ValueError(f"no predictions for task(s) in the question file: {', '.join(missing)}")
+    normalised, cursor = {}, dict.fromkeys(asked, 0)
+    for task in asked:
+        count = sum(q.task == task for q in questions)
+        normalised[task] = normalise(probs_by_task[task], task)
+        if len(normalised[task]) != count:
+            raise ValueError(f"{task}: {len(normalised[task])} predictions for {count} question rows")
+    rows = []
+    for q in questions:
+        rows.append(format_row(q.image, q.task, normalised[q.task][cursor[q.task]]))
+        cursor[q.task] += 1
+    return rows
+
+
+# --- checking -----------------------------------------------------------------------------------
+def _read_lines(path_or_lines: str | Path | Sequence[str]) -> tuple[str, list[str]]:
+    """(source name, lines) of a file (a final newline is allowed) or of lines given in memory."""
+    if isinstance(path_or_lines, (str, Path)):
+        path = Path(path_or_lines)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such submission file")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SubmissionError(str(path), 0, "encoding", f"not UTF-8 text ({err})") from None
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return str(path), [line.removesuffix("\r") for line in lines]
+    return "<rows>", list(path_or_lines)
+
+
+def _looks_like_header(fields: list[str], first: QuestionRow) -> bool:
+    """A first line that is not the first question, names no known task and carries no numbers
+    (e.g. `ImageName,AttrKey,AttrValues`); other broken first lines get their own rule's message."""
+    task = fields[1] if len(fields) > 1 else ""
+    return (
+        (fields[0], task) != (first.image, first.task)
+        and task not in TASK_NAMES
+        and not any(ch.isdigit() for ch in fields[-1])
+    )
+
+
+def _check_values(text: str, task: str, fail) -> None:
+    """The probability rules of one row: class count, numbers, finite, [0, 1], fixed point, sum."""
+    values = text.split(";")
+    k = num_classes(task)
+    if len(values) != k:
+        fail("class-count", f"{len(values)} probabilities, {task} has {k} classes")
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        fail("number", f"not a number among {text!r}")
+    if not all(math.isfinite(x) for x in numbers):
+        fail("finite", f"non-finite probability in {text!r}")
+    if not all(0.0 <= x <= 1.0 for x in numbers):
+        fail("range", f"probability outside [0, 1] in {text!r}")
+    if not all(FIXED_POINT.fullmatch(v) for v in values):
+        fail("fixed-point", f"write plain decimals (%.8f), not {text!r}")
+    if abs(sum(numbers) - 1.0) > SUM_TOLERANCE:
+        fail("sum-to-one", f"probabilities sum to {sum(numbers):.8f}, not 1 within {SUM_TOLERANCE}")
+
+
+def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: str | Path) -> None:
+    """Raise SubmissionError at the first line breaking a rule; return None for a valid submission.
+
+    Rules, in the order they are checked on each line: no header (line 1), no blank line, 3 columns,
+    no duplicate (image, task), image and task equal to the question row of the same number,
+    the task's class count of probabilities, numbers, finite, in [0, 1], fixed-point, sum to 1;
+    then the row count equals the question file's.
+    """
+    questions = read_questions(questions_path)
+    source, lines = _read_lines(path_or_lines)
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in enumerate(lines, start=1):
+        def fail(rule: str, detail: str, number=number):
+            raise SubmissionError(source, number, rule, detail)
+
+        fields = line.split(",")
+        if number == 1 and line.strip() and _looks_like_header(fields, questions[0]):
+            fail("header", f"the first line looks like a header ({line[:60]!r}); submissions have none")
+        if not line.strip():
+            fail("blank-line", "blank line")
+        if len(fields) != 3:
+            fail("columns", f"expected 3 comma-separated columns, found {len(fields)}")
+        key = (fields[0], fields[1])
+        if key in seen:
+            fail("duplicate", f"{key[0]} {key[1]} repeats line {seen[key]}")
+        seen[key] = number
+        if number > len(questions):
+            fail("row-count", f"extra row: the question file has {len(questions)} rows")
+        q = questions[number - 1]
+        if key != (q.image, q.task):
+            fail("order", f"found {key[0]},{key[1]}; question line {q.line} is {q.image},{q.task}")
+        _check_values(fields[2], q.task, fail)
+    if len(lines) < len(questions):
+        q = questions[len(lines)]
+        raise SubmissionError(
+            source, len(lines) + 1, "row-count",
+            f"{len(lines)} rows for {len(questions)} questions; first missing: {q.image},{q.task}",
+        )
+
+
+def write_submission(rows: Sequence[str], path: str | Path, questions_path: str | Path) -> Path:
+    """Validate `rows` against the question file, then write them atomically to `path`."""
+    check_submission(rows, questions_path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "".join(f"{row}\n" for row in rows))
+    log.info("wrote %s (%d rows, validated)", path, len(rows))
+    return path
+
+
+def write_task_files(rows: Sequence[str], out_dir: str | Path) -> list[Path]:
+    """One `<task>.csv` per task with that task's rows (question order), as the tutorial writes them."""
+    by_task: dict[str, list[str]] = {}
+    for row in rows:
+        by_task.setdefault(row.split(",")[1], []).append(row)
+    paths = []
+    for task, task_rows in by_task.items():
+        paths.append(Path(out_dir) / f"{task}.csv")
+        atomic_write(paths[-1], "".join(f"{row}\n" for row in task_rows))
+    return paths
+
+
+def write_prob_csv(path: str | Path, task: str, images: Sequence[str], probs: np.ndarray) -> Path:
+    """Submission-format lines for any list of images (`predict --out x.csv`); not checked against a
+    question file, since it need not answer one."""
+    rows = [format_row(image, task, p) for image, p in zip(images, normalise(probs, task))]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "".join(f"{row}\n" for row in rows))
+    return Path(path)
+
+
+# --- saved probabilities and ensembles ----------------------------------------------------------
+def save_probs(path: str | Path, task: str, images: Sequence[str], probs: np.ndarray, **meta) -> Path:
+    """Write `<path>.npy` (N, K) and its `<path>.json` (task, images, meta), both atomically."""
+    path = Path(path).with_suffix(".npy")
+    probs = normalise(probs, task).astype(np.float32)
+    if len(images) != len(probs):
+        raise ValueError(f"{len(images)} images for {len(probs)} probability rows")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(path, lambda tmp: np.save(tmp, probs))
+    write_json(path.with_suffix(".json"), {"task": task, "images": [str(i) for i in images], **meta}, indent=1)
+    return path
+
+
+def load_probs(path: str | Path) -> tuple[str, list[str], np.ndarray]:
+    """(task, images, probs (N, K)) saved by `save_probs`."""
+    path = Path(path).with_suffix(".npy")
+    sidecar = path.with_suffix(".json")
+    for p in (path, sidecar):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file (saved probabilities come as .npy + .json)")
+    meta = json.loads(sidecar.read_text())
+    probs = np.load(path)
+    if len(meta["images"]) != len(probs):
+        raise ValueError(f"{path}: {len(probs)} rows but {len(meta['images'])} images in {sidecar}")
+    return meta["task"], meta["images"], normalise(probs, meta["task"])
+
+
+def align(images: Sequence[str], probs: np.ndarray, wanted: Sequence[str], source: str = "") -> np.ndarray:
+    """Rows of `probs` (one per `images`) reordered to `wanted`; raise if one is missing."""
+    index = {image: i for i, image in enumerate(images)}
+    missing = [w for w in wanted if w not in index]
+    if missing:
+        raise ValueError(f"{source}: no probabilities for {len(missing)} image(s), e.g. {missing[0]}")
+    return probs[[index[w] for w in wanted]]
+
+
+def ensemble(members: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of several (N, K) probability arrays of one task (equal weights by default)."""
+    if not members:
+        raise ValueError("nothing to ensemble")
+    weights = [1.0] * len(members) if weights is None else list(weights)
+    if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"need one non-negative weight per member ({len(members)}), got {weights}")
+    shapes = {m.shape for m in members}
+    if len(shapes) != 1:
+        raise ValueError(f"members disagree in shape: {sorted(shapes)}")
+    return sum(w * m for w, m in zip(weights, members)) / sum(weights)
+
+
+def prob_file_task(path: str | Path) -> str:
+    """The task of a saved probability file, read from its sidecar without loading the array."""
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{sidecar}: no such file (saved probabilities come as .npy + .json)")
+    return json.loads(sidecar.read_text())["task"]

@@ -1,0 +1,216 @@
+"""Fast head training from cached backbone features (Inception retrain.py's "bottleneck" cache).
+
+With `--freeze-backbone --cache-features` the frozen backbone runs once per image (once per view
+of `--cache-views`), its pooled features are cached on disk, and the training epochs fit only the
+new `Dense(K)` head on them: an epoch is a few small matrix products instead of a pass of the
+whole network, so a CPU user gets a decent head in seconds. `--fine-tune-epochs N` then unfreezes
+the backbone for N epochs of ordinary training (fastai's two-stage `fine_tune`).
+
+Features are taken at the head's input in the inference graph (BatchNorm on its running
+statistics), exactly what the head sees at prediction time. The cache is one `.npz` file per
+(model, input size, backbone weights, views) under `<prepared>/feature_cache/`, holding one
+(views, C) float32 block per image keyed by the SHA-1 of the image file's bytes: renamed, moved
+or re-split images hit the cache, edited ones are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+from fashionai.core.io import atomic_save
+from fashionai.data.loaders import image_folder, split_dir
+from fashionai.data.transforms import resize_size
+from fashionai.data.tta import ImageDecodeError, load_squares, normalised_views, num_views
+from fashionai.model import head_attr
+from fashionai.training.config import TrainConfig
+from fashionai.training.loop import sample_weights, soft_targets, softmax_loss, step
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "feature_cache"
+EXTRACT_BATCH = 32  # images per backbone pass while filling the cache
+
+
+def feature_block(net: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
+    """The net up to its head's input, as a graph sharing the net's parameters: (B, 3, S, S) -> (B, C).
+
+    Found in the symbol rather than by model-specific attributes: the head's FullyConnected node is
+    the one fed the head's weight, and its data input is the pooled feature map in every zoo net.
+    """
+    import mxnet as mx
+
+    head = getattr(net, head_attr(net))
+    dense = head if isinstance(head, mx.gluon.nn.Dense) else list(head._children.values())[-1]
+    weight = dense.weight.name
+    data = mx.sym.var("data")
+    nodes = [s for s in net(data).get_internals()
+             if s.get_children() is not None and weight in s.get_children().list_outputs()]
+    if len(nodes) != 1:
+        raise ValueError(f"cannot find the classifier input of {type(net).__name__} in its graph")
+    features = mx.sym.flatten(nodes[0].get_children()[0])
+    with warnings.catch_warnings():  # "cannot decide type for data": it is given at the first call
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(features, data, params=net.collect_params())
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
+
+
+def image_key(path: str | Path) -> str:
+    """SHA-1 of the file's bytes: the cache key of an image, independent of its name or folder."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def weights_id(pretrained: str, seed: int) -> str:
+    """A name for the backbone weights features depend on: the params file's SHA-1 prefix, or the
+    seed of a random initialisation (`pretrained="none"`: useful for tests, not for results)."""
+    if pretrained == "none":
+        return f"random-seed{seed}"
+    if pretrained == "cache":
+        return "modelstore"  # model-store files are themselves named and checked by SHA-1
+    return "file-" + image_key(pretrained)[:10]
+
+
+def cache_file(prepared: str | Path, model: str, data_shape: int, weights: str, views: str) -> Path:
+    """`<prepared>/feature_cache/<model>-<S>px-<weights>-<views>.npz`."""
+    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-{weights}-{views}.npz"
+
+
+def load_cache(path: Path) -> dict[str, np.ndarray]:
+    """{image key: (views, C) features} of a cache file ({} when there is none yet)."""
+    if not path.is_file():
+        return {}
+    with np.load(path) as saved:
+        return dict(zip(saved["keys"].tolist(), saved["features"]))
+
+
+def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
+    """Write the cache through a temporary file and a rename (a crash never leaves half a cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted(cache)
+    features = np.stack([cache[k] for k in keys]).astype(np.float32)
+    atomic_save(path, lambda tmp: np.savez(tmp, keys=np.array(keys), features=features))
+
+
+def _extract(block, paths: Sequence[Path], data_shape: int, views: str, ctx) -> np.ndarray:
+    """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
+    out, v = [], num_views(views)
+    for start in tqdm(range(0, len(paths), EXTRACT_BATCH), desc=f"features ({views})", unit="batch",
+                      leave=False, disable=None):
+        squares, failures = load_squares(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape)], data_shape)
+        if failures:
+            raise ImageDecodeError(failures)
+        batch = normalised_views(squares, views, data_shape).as_in_context(ctx)
+        feats = block(batch).asnumpy()
+        out.append(feats.reshape(len(squares[0]), v, -1))
+    return np.concatenate(out)
+
+
+def cached_features(block, paths: Sequence[Path], path: Path, data_shape: int, views: str, ctx) -> np.ndarray:
+    """(N, V, C) features of `paths`: read from the cache file, the missing ones computed and added."""
+    cache = load_cache(path)
+    keys = [image_key(p) for p in paths]
+    todo = sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
+    if todo:
+        fresh = _extract(block, [p for _, p in todo], data_shape, views, ctx)
+        cache.update({k: f for (k, _), f in zip(todo, fresh)})
+        save_cache(path, cache)
+    log.info("features of %d images (%d from the cache %s, %d computed)", len(paths),
+             len(paths) - len(todo), path, len(todo))
+    return np.stack([cache[k] for k in keys])
+
+
+# --- freezing -----------------------------------------------------------------------------------
+def freeze_backbone(net: mx.gluon.HybridBlock) -> dict[str, str]:
+    """Stop gradients to every parameter but the head's; returns the previous grad_req by name
+    (BatchNorm running statistics are 'null' already and must stay so after `unfreeze`)."""
+    head = set(getattr(net, head_attr(net)).collect_params())
+    before = {}
+    for name, param in net.collect_params().items():
+        before[name] = param.grad_req
+        if name not in head:
+            param.grad_req = "null"
+    return before
+
+
+def unfreeze(net: mx.gluon.HybridBlock, before: dict[str, str]) -> None:
+    """Restore the grad_req `freeze_backbone` recorded."""
+    for name, param in net.collect_params().items():
+        param.grad_req = before.get(name, param.grad_req)
+
+
+# --- head stage ---------------------------------------------------------------------------------
+class HeadStage:
+    """Epochs of head-only training on cached features; the head is the net's own, so the run's
+    params files stay complete nets that predict / evaluate / submit load as usual."""
+
+    def __init__(self, net, config: TrainConfig, ctx: Sequence, train_paths: Sequence[Path],
+                 train_labels: np.ndarray, val_paths: Sequence[Path], val_labels: np.ndarray):
+        import mxnet as mx
+
+        self.net, self.config, self.ctx = net, config, list(ctx)
+        self.head = getattr(net, head_attr(net))
+        for c in self.ctx:  # finish deferred initialisation (random weights): the trainer reads every parameter
+            net(mx.nd.zeros((1, 3, config.data_shape, config.data_shape), ctx=c))
+        block = feature_block(net)
+        weights = weights_id(config.pretrained, config.seed)
+        shape, prepared = config.data_shape, config.prepared
+        train = cached_features(block, train_paths, cache_file(prepared, config.model, shape, weights,
+                                                               config.cache_views), shape, config.cache_views, ctx[0])
+        # every view is a training sample of its image's class
+        self.x = train.reshape(-1, train.shape[-1])
+        self.y = np.repeat(np.asarray(train_labels, dtype=np.int64), train.shape[1])
+        val = cached_features(block, val_paths, cache_file(prepared, config.model, shape, weights, "none"),
+                              shape, "none", ctx[0])
+        self.val_x, self.val_y = val[:, 0], np.asarray(val_labels, dtype=np.int64)
+        self.step = config.batch_size * len(self.ctx)
+
+    def iters_per_epoch(self) -> int:
+        return max(1, len(self.x) // self.step)
+
+    def train_epoch(self, trainer, weights: np.ndarray | None) -> dict[str, float]:
+        """One shuffled pass over the cached training features (the loss step of full training)."""
+        import mxnet as mx
+
+        order, loss_fn = np.random.permutation(len(self.x)), softmax_loss()
+        total, correct, seen, start = 0.0, 0, 0, time.time()
+        for i in range(self.iters_per_epoch()):
+            idx = order[i * self.step:(i + 1) * self.step]
+            targets = soft_targets(mx.nd.array(self.y[idx]), self.config.num_classes, self.config.label_smoothing)
+            xs, ts = (mx.gluon.utils.split_and_load(a, self.ctx) for a in (mx.nd.array(self.x[idx]), targets))
+            loss, outputs = step(self.head, loss_fn, xs, ts, sample_weights(weights, self.y[idx], self.ctx), trainer,
+                                 len(idx), amp=self.config.dtype != "float32")
+            total += loss
+            correct += int((np.concatenate([o.asnumpy() for o in outputs]).argmax(1) == self.y[idx]).sum())
+            seen += len(idx)
+        return {"train_loss": total / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "img_per_s": seen / max(time.time() - start, 1e-9)}
+
+    def val_probs(self) -> np.ndarray:
+        """(N, K) softmax of the head on the val images' cached eval-view features."""
+        import mxnet as mx
+
+        x = mx.nd.array(self.val_x, ctx=self.ctx[0])
+        return mx.nd.softmax(self.head(x), axis=-1).asnumpy()
+
+
+def head_stage(net, config: TrainConfig, ctx: Sequence) -> HeadStage | None:
+    """The cached-feature head stage of `--cache-features`, or None."""
+    if not config.cache_features:
+        return None
+    prepared = Path(config.prepared)
+    train = image_folder(split_dir(prepared, config.task, "train"), config.num_classes).items
+    val = image_folder(split_dir(prepared, config.task, "val"), config.num_classes).items
+    return HeadStage(net, config, ctx, [Path(p) for p, _ in train], np.array([y for _, y in train]),
+                     [Path(p) for p, _ in val], np.array([y for _, y in val]))

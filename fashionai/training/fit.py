@@ -1,0 +1,284 @@
+"""`fit`: train a config's net and leave a complete run directory (fashionai.training.rundir).
+
+The pieces a run is built from: seeds, the LR schedule and trainer, the precision (AMP), the
+devices' BatchNorm statistics, the stage (cached-feature head epochs, then fine-tuning), and the
+epoch loop that validates, checkpoints and stops early.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fashionai.core import cpu
+from fashionai.core.devices import resolve_devices
+from fashionai.model import build_net, head_attr
+from fashionai.training.config import TrainConfig, check_config, run_folder
+from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, is_distributed,
+                                            worker_info)
+from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
+from fashionai.training.heads import head_for
+from fashionai.training.loaders import make_loaders
+from fashionai.training.loop import class_weights, train_one_epoch, val_metrics
+from fashionai.training.rundir import (BEST_METRIC, FitState, RunWriter, load_checkpoint, log_to, prepare_run_dir,
+                                       read_checkpoint, read_metrics)
+
+if TYPE_CHECKING:
+    import mxnet as mx
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python (mx.image crops), numpy (samplers, mixup) and MXNet (init, flips, jitter)."""
+    import mxnet as mx
+
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def make_scheduler(config: TrainConfig, iters_per_epoch: int):
+    """GluonCV schedule: linear warm-up from 0 over `warmup_epochs`, then step (x lr_factor at
+    `lr_steps`, counted from epoch 0) or cosine to 0 over the remaining epochs."""
+    from gluoncv.utils import LRScheduler, LRSequential
+
+    parts = []
+    if config.warmup_epochs:
+        parts.append(LRScheduler("linear", base_lr=0.0, target_lr=config.lr, nepochs=config.warmup_epochs,
+                                 iters_per_epoch=iters_per_epoch))
+    rest = config.epochs - config.warmup_epochs
+    steps = [s - config.warmup_epochs for s in config.lr_steps if s > config.warmup_epochs]
+    mode = config.lr_mode if rest * iters_per_epoch > 1 else "constant"  # cosine needs 2+ updates
+    parts.append(LRScheduler(mode, base_lr=config.lr, target_lr=0.0, nepochs=rest,
+                             iters_per_epoch=iters_per_epoch, step_epoch=steps, step_factor=config.lr_factor))
+    return LRSequential(parts)
+
+
+def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: int, kv=None) -> mx.gluon.Trainer:
+    """SGD/NAG with momentum and wd, the LR schedule, `head_lr_mult` on the new head, kvstore
+    (`kv`: the job's created distributed kvstore, else the `config.kvstore` name for 2+ devices)."""
+    import mxnet as mx
+
+    getattr(net, head_attr(net)).collect_params().setattr("lr_mult", config.head_lr_mult)
+    if config.no_wd:  # GluonCV's --no-wd: no weight decay on BN and biases
+        net.collect_params(".*beta|.*gamma|.*bias").setattr("wd_mult", 0.0)
+    # the base LR lives in the scheduler; passing learning_rate too only makes MXNet print a warning
+    params = {"momentum": config.momentum, "wd": config.wd, "lr_scheduler": make_scheduler(config, iters_per_epoch)}
+    if kv is not None:
+        # Workers update locally from the summed gradients (update_on_kvstore=False): the servers
+        # then never unpickle the optimizer, whose GluonCV LR schedule they could not import, and
+        # the trainer's states stay saveable for --resume. Same result as updating on the servers.
+        return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kv,
+                                update_on_kvstore=False)
+    kvstore = config.kvstore if num_devices > 1 else None
+    return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
+
+
+def check_dtype(dtype: str, ctx: Sequence) -> None:
+    """Refuse a training precision the devices cannot run, before anything is built.
+
+    float16 AMP needs GPUs (MXNet has no FP16 GEMM on CPU); bfloat16 AMP needs CPUs whose oneDNN
+    build runs BF16 kernels (AVX-512 and up), which a one-layer probe answers directly.
+    """
+    if dtype == "float32":
+        return
+    on_gpu = all(c.device_type == "gpu" for c in ctx)
+    if dtype == "float16" and not on_gpu:
+        raise ValueError("--dtype float16 needs GPUs (MXNet has no FP16 matrix multiply on CPU); "
+                         "on a CPU use --dtype bfloat16 where supported, else float32")
+    if dtype == "bfloat16":
+        if on_gpu:
+            raise ValueError("--dtype bfloat16 is for CPUs in MXNet 1.9; on GPUs use --dtype float16")
+        ok, why = cpu.bf16_supported()
+        if not ok:
+            raise ValueError(f"--dtype bfloat16 is not supported on this CPU ({why}); use float32")
+
+
+def start_amp(dtype: str) -> None:
+    """Switch MXNet to automatic mixed precision for this process (before the net is built).
+
+    `amp.init` rewrites MXNet's operators process-wide and cannot be undone: one training
+    process per precision (the CLI runs one), never a mix in one process.
+    """
+    if dtype == "float32":
+        return
+    from mxnet.contrib import amp
+
+    amp.init(target_dtype=dtype)
+    log.info("automatic mixed precision: %s compute, float32 master weights", dtype)
+
+
+def average_devices(net) -> None:
+    """Give every device the mean of the devices' BatchNorm running statistics.
+
+    Each device updates its own running mean/var from its slice of the batch; left apart,
+    validation would mix the devices' statistics while save_parameters writes device 0's, so the
+    logged val metrics would not be those of the saved weights. One average per epoch (what the
+    distributed job does across workers) makes them identical everywhere.
+    """
+    for param in net.collect_params(".*running_mean|.*running_var").values():
+        if len(param.list_ctx()) > 1:
+            param.set_data(device_mean(param))
+
+
+def epoch_line(row: dict) -> str:
+    """The log line of a finished epoch."""
+    return (f"[Epoch {row['epoch']}] train: loss={row['train_loss']:.4f} acc={row['train_acc']:.4f} | "
+            f"val: loss={row['val_loss']:.4f} acc={row['val_acc']:.4f} mAP={row['val_map']:.4f} "
+            f"BP={row['val_basic_precision']:.4f} | lr={row['lr']:.3g} | {row['img_per_s']:.1f} img/s | "
+            f"{row['epoch_s']:.1f} s")
+
+
+def fit(config: TrainConfig) -> Path:
+    """Train the config's task(s) and return the run directory (fashionai.training.rundir)."""
+    config = check_config(config)
+    ctx = resolve_devices(config.devices, config.num_gpus)
+    check_dtype(config.dtype, ctx)  # before anything is written
+    kv, info = start_job(config)
+    if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
+        _fit(config, run_folder(config), ctx, kv, info)
+        return run_folder(config)
+    run_dir = prepare_run_dir(config)
+    handler = log_to(run_dir)
+    try:
+        _fit(config, run_dir, ctx, kv, info)
+    finally:
+        logging.getLogger("fashionai").removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
+    """(created kvstore, this worker) of a distributed run (`--kvstore dist_*` under the launcher);
+    (None, rank 0 of 1) otherwise."""
+    if not is_distributed(config.kvstore):
+        return None, WorkerInfo()
+    import mxnet as mx
+
+    check_launched(config.kvstore)
+    kv = mx.kv.create(config.kvstore)
+    info = worker_info(kv)
+    log.info("distributed worker %d of %d (%s)", info.rank, info.num_workers, config.kvstore)
+    return kv, info
+
+
+def stage_trainer(net, config: TrainConfig, epoch: int, iters: int, ndev: int, kv, frozen: dict | None):
+    """The trainer for `epoch`: the configured one before `config.epochs`, then (fine-tuning) one
+    over the unfrozen net with LR x fine_tune_lr_mult on its own schedule, no warm-up."""
+    if epoch >= config.epochs:
+        if frozen is not None:
+            unfreeze(net, frozen)
+        config = config.replace(lr=config.lr * config.fine_tune_lr_mult, epochs=config.fine_tune_epochs,
+                                warmup_epochs=0, lr_steps=[])
+    trainer = make_trainer(net, config, iters, ndev, kv)
+    if config.dtype != "float32":
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
+    return trainer
+
+
+@dataclass
+class Fitting:
+    """Everything one training run holds while it runs (built by `_start`, advanced by `_epoch`)."""
+
+    config: TrainConfig
+    run_dir: Path
+    ctx: list
+    kv: Any
+    info: WorkerInfo
+    net: Any
+    head: Any  # fashionai.training.heads: SingleHead or HeadLayout
+    loaders: tuple
+    trainer: Any
+    state: FitState
+    stage: HeadStage | None
+    frozen: dict | None
+    weights: np.ndarray | None
+    averager: AuxAverager | None
+    writer: RunWriter | None
+    rows: list[dict] = field(default_factory=list)
+
+
+def _start(config: TrainConfig, run_dir: Path, ctx: Sequence, kv, info: WorkerInfo) -> Fitting:
+    """Seeds, loaders, the net (restored from the checkpoint on a resume), the trainer for the
+    epoch the run starts at."""
+    seed_everything(config.seed)
+    start_amp(config.dtype)
+    loaders = make_loaders(config, len(ctx), info)
+    net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
+                    pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
+    frozen = freeze_backbone(net) if config.freeze_backbone else None
+    state = read_checkpoint(run_dir) if config.resume else FitState()
+    stage = head_stage(net, config, ctx) if state.epoch < config.epochs else None
+    iters = stage.iters_per_epoch() if stage is not None else len(loaders[0])
+    trainer = stage_trainer(net, config, state.epoch, iters, len(ctx), kv, frozen)
+    if config.resume:
+        load_checkpoint(run_dir, net, trainer, ctx)
+        seed_everything(config.seed + state.epoch)  # a fresh but reproducible stream per resume point
+        log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state.epoch - 1,
+                 BEST_METRIC, state.best_score, state.best_epoch)
+    if loaders[0].shard_sampler is not None:
+        loaders[0].shard_sampler.set_epoch(state.epoch)  # a resumed job draws epoch e's order
+    return Fitting(
+        config, run_dir, list(ctx), kv, info, net, head_for(config), loaders, trainer, state, stage, frozen,
+        class_weights(loaders[2], config.num_classes) if config.balance == "weights" else None,
+        AuxAverager(net, kv, info) if kv is not None else None,
+        RunWriter(run_dir) if info.is_chief else None,
+        [r for r in read_metrics(run_dir) if r["epoch"] < state.epoch],
+    )
+
+
+def _epoch(f: Fitting, epoch: int) -> dict:
+    """Train and validate one epoch; returns its metrics row."""
+    config, (train_loader, val_loader, _, val_labels) = f.config, f.loaders
+    start = time.time()
+    if f.stage is not None and epoch < config.epochs:
+        row = {"epoch": epoch, **f.stage.train_epoch(f.trainer, f.weights)}
+        row.update(val_metrics(f.stage.val_probs(), f.stage.val_y, val_labels))
+    else:
+        row = {"epoch": epoch, **train_one_epoch(f.net, train_loader, f.trainer, f.ctx, config, epoch, f.head,
+                                                 f.weights, f.info.num_workers)}
+        if f.averager is not None:
+            f.averager.average()  # same BatchNorm statistics on every worker: same val metrics
+        elif len(f.ctx) > 1:
+            average_devices(f.net)
+        row.update(f.head.validate(f.net, val_loader, f.ctx, config.batch_size * len(f.ctx), val_labels))
+    row.update(lr=f.trainer.learning_rate, epoch_s=time.time() - start)
+    return row
+
+
+def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
+    f = _start(config, run_dir, ctx, kv, info)
+    total = config.epochs + config.fine_tune_epochs
+    log.info("training %s on %s: %s, %d epochs%s, batch %d x %d device(s) -> %s", config.model,
+             config.task or config.tasks, config.pretrained if not config.resume else "resumed", config.epochs,
+             f" + {config.fine_tune_epochs} fine-tuning" if config.fine_tune_epochs else "", config.batch_size,
+             len(ctx), run_dir)
+    first = f.state.epoch
+    for epoch in range(first, total):
+        if epoch == config.epochs and epoch != first:
+            f.trainer = stage_trainer(f.net, config, epoch, len(f.loaders[0]), len(ctx), kv, f.frozen)
+            log.info("fine-tuning the whole net for %d epochs at lr %.3g", config.fine_tune_epochs,
+                     config.lr * config.fine_tune_lr_mult)
+        row = _epoch(f, epoch)
+        f.rows.append(row)
+        log.info("%s", epoch_line(row))
+        improved = f.state.record(epoch, row[BEST_METRIC])
+        if f.writer is not None:
+            f.writer.epoch_done(f.net, f.trainer, f.state, f.rows, improved)
+        if config.patience and f.state.bad_epochs >= config.patience:
+            log.info("early stop: no %s gain for %d epochs", BEST_METRIC, f.state.bad_epochs)
+            break
+    if f.writer is not None:
+        f.writer.flush(f.net, f.trainer, f.state, f.rows, final=True)
+        f.head.finish(run_dir, config, f.rows)
+    log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, f.state.best_score, f.state.best_epoch, run_dir)

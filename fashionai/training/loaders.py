@@ -1,0 +1,58 @@
+"""The training run's loaders: (train loader, val loader, train labels, val label strings).
+
+Folder input reads the head's datasets (one task's class folders, or the union of several tasks'
+for a multi-task layout) through gluon's DataLoader; `--input rec` reads the task's RecordIO packs.
+A distributed worker trains on its shard (`ShardSampler`) and validates on the whole val split, so
+every worker computes the same val metrics from the same synchronised weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fashionai.data.loaders import labels_of, make_loader, record_threads
+from fashionai.data.manifest import label_strings
+from fashionai.data.recordio import record_loader
+from fashionai.data.transforms import eval_transform, train_transform
+from fashionai.training.config import TrainConfig
+from fashionai.training.distributed import ShardSampler, WorkerInfo
+from fashionai.training.heads import head_for
+
+log = logging.getLogger(__name__)
+
+
+def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()):
+    """(train loader, val loader, train labels, val label strings) of a checked config."""
+    if config.input == "rec":
+        return _record_loaders(config, num_devices, info)
+    head = head_for(config)
+    train_set, _ = head.dataset(config.prepared, "train")
+    val_set, val_labels = head.dataset(config.prepared, "val")
+    step = config.batch_size * num_devices
+    augment = train_transform(config.data_shape, min_scale=config.min_scale, jitter=config.jitter,
+                              lighting=config.lighting)
+    train_labels = labels_of(train_set)
+    sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
+               if info.num_workers > 1 else None)
+    train = make_loader(train_set, augment, step, train=True, workers=config.workers,
+                        balanced=config.balance == "sampler", sampler=sampler)
+    train.shard_sampler = sampler  # fit sets its epoch on a resume
+    val = make_loader(val_set, eval_transform(config.data_shape), step, train=False, workers=config.workers)
+    log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
+             head.total)
+    return train, val, train_labels, val_labels
+
+
+def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
+    """make_loaders for `--input rec`: ImageRecordIter over the task's packs (fashionai pack); a
+    distributed worker reads its part (`part_index`) of the training pack."""
+    prepared, step = Path(config.prepared), config.batch_size * num_devices
+    common = dict(data_shape=config.data_shape, workers=config.workers, seed=config.seed)
+    train = record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
+                          num_workers=info.num_workers, min_scale=config.min_scale, jitter=config.jitter,
+                          lighting=config.lighting, **common)
+    val = record_loader(prepared, config.task, "val", step, train=False, **common)
+    log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
+             len(train.items), len(val.items), config.num_classes, record_threads(config.workers))
+    return train, val, labels_of(train), label_strings(val, prepared, config.task)
