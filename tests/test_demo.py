@@ -1,5 +1,7 @@
 """The demo wires every stage together: data -> prepare -> train -> submit -> score, rerunnable."""
 
+import json
+
 import pytest
 
 from fashionai.pipeline.demo import MARKER, clear_workdir, format_demo, run_demo
@@ -33,3 +35,20 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "user data"
     clear_workdir(tmp_path / "fresh")
     assert (tmp_path / "fresh" / MARKER).is_file()
+
+
+def test_demo_clears_only_its_own_folders_never_through_a_link(tmp_path):
+    work, yours = tmp_path / "demo", tmp_path / "yours"
+    clear_workdir(work)
+    assert json.loads((work / MARKER).read_text())["made_by"] == "fashionai demo"
+    yours.mkdir()
+    (yours / "notes.txt").write_text("user data")
+    (work / "runs").symlink_to(yours)
+    with pytest.raises(FileExistsError, match="runs is a link or a file"):
+        clear_workdir(work)
+    assert (yours / "notes.txt").read_text() == "user data" and (work / "runs").is_symlink()
+    (work / "runs").unlink()
+    (work / "prepared" / "x").mkdir(parents=True)
+    (work / "keep.txt").write_text("beside the demo's parts")
+    clear_workdir(work)
+    assert sorted(p.name for p in work.iterdir()) == [MARKER, "keep.txt"]

@@ -20,7 +20,7 @@ import pytest
 from fashionai.cli import main
 from fashionai.core.annotations import read_labels, read_questions
 from fashionai.core.tasks import TASK_NAMES, num_classes
-from fashionai.data.demodata import make_demo_data
+from fashionai.data.demodata import MARKER, make_demo_data
 
 TRAIN, TEST, WARMUP = 8, 3, 3  # per class, as the demo_data fixture makes them
 SKIRT = "skirt_length_labels"
@@ -37,8 +37,9 @@ def _labels(root: Path) -> dict[str, list]:
 
 
 def _hashes(root: Path) -> dict[str, str]:
+    """Every file's hash but the marker's (it records when the folder was made)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MARKER}
 
 
 def _tiny(out: Path, **kw) -> dict:
@@ -49,7 +50,7 @@ def _tiny(out: Path, **kw) -> dict:
 
 # --- layout and formats -------------------------------------------------------------------------
 def test_every_csv_parses_with_the_project_readers_and_has_plain_lines(demo_data):
-    assert sorted(p.name for p in demo_data.iterdir()) == ["base", "demo.json", "rank", "web"]
+    assert sorted(p.name for p in demo_data.iterdir()) == [".fashionai-demo-data", "base", "demo.json", "rank", "web"]
     for name in CSVS:
         raw = (demo_data / name).read_bytes()
         assert b"\r" not in raw and raw.endswith(b"\n") and not raw.startswith(b"\xef\xbb\xbf")
@@ -169,9 +170,10 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="not demo data"):
+    (mine / "demo.json").write_text("{}")  # a file of that name is no licence: only the marker is
+    with pytest.raises(FileExistsError, match="has no .fashionai-demo-data, so it is not demo data"):
         _tiny(mine, overwrite=True)
-    assert (mine / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in mine.iterdir()) == ["demo.json", "notes.txt"]
     (tmp_path / "empty").mkdir()
     _tiny(tmp_path / "empty")  # an empty folder is fine without --overwrite
 

@@ -61,19 +61,44 @@ def test_json_has_no_nan_and_csv_keeps_the_column_order(tmp_path):
 
 def test_a_folder_is_replaced_only_with_overwrite_and_its_marker(tmp_path):
     out = tmp_path / "out"
-    io.check_replaceable(out, "made.json", False, "demo data")  # missing: fine
+    assert io.check_replaceable(out, ".made", False, "demo data") == out  # missing: fine
     out.mkdir()
-    io.check_replaceable(out, "made.json", False, "demo data")  # empty: fine
+    io.check_replaceable(out, ".made", False, "demo data")  # empty: fine
     (out / "notes.txt").write_text("the user's")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        io.check_replaceable(out, "made.json", False, "demo data")
-    with pytest.raises(FileExistsError, match="has no made.json, so it is not demo data"):
-        io.check_replaceable(out, "made.json", True, "demo data")
-    (out / "made.json").write_text("{}")
-    io.check_replaceable(out, "made.json", True, "demo data")
+    for overwrite in (False, True):  # no marker: --overwrite would not help, so it is not offered
+        with pytest.raises(FileExistsError, match="has no .made, so it is not demo data") as err:
+            io.check_replaceable(out, ".made", overwrite, "demo data")
+        assert "--overwrite" not in str(err.value)
+    (tmp_path / "elsewhere").write_text("{}")
+    (out / ".made").symlink_to(tmp_path / "elsewhere")  # a link to a file is no marker
+    with pytest.raises(FileExistsError, match="has no .made"):
+        io.check_replaceable(out, ".made", True, "demo data")
+    (out / ".made").unlink()
+    io.write_marker(out, ".made", "demo-data")
+    assert json.loads((out / ".made").read_text())["made_by"] == "fashionai demo-data"
+    with pytest.raises(FileExistsError, match=r"already holds demo data \(made by fashionai demo-data at .*--overwrite"):
+        io.check_replaceable(out, ".made", False, "demo data")
+    io.check_replaceable(out, ".made", True, "demo data")
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="not a folder"):
-        io.check_replaceable(tmp_path / "file", "made.json", True, "demo data")
+        io.check_replaceable(tmp_path / "file", ".made", True, "demo data")
+    assert (out / "notes.txt").read_text() == "the user's"
+
+
+def test_a_link_the_current_folder_and_a_folder_holding_an_input_are_never_replaced(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    real.mkdir()
+    io.write_marker(real, ".made", "prepare")
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        io.check_replaceable(tmp_path / "link", ".made", True, "a prepared folder")
+    with pytest.raises(ValueError, match="contains the data root"):
+        io.check_replaceable(real, ".made", True, "a prepared folder", inputs={"the data root": real / "data"})
+    monkeypatch.chdir(real)
+    for out in (".", "..", str(real), "../real"):
+        with pytest.raises(ValueError, match="is the current folder or holds it"):
+            io.check_replaceable(out, ".made", True, "a prepared folder")
+    assert io.check_replaceable("sub", ".made", False, "a prepared folder") == real / "sub"
 
 
 def test_building_swaps_in_a_finished_folder_and_drops_a_failed_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -299,14 +300,59 @@ def test_rerun_refuses_then_overwrite_replaces_cleanly(tmp_path):
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_prepared(tmp_path):
+    """A `manifest.csv` of the user's own is no licence: only the marker prepare writes is."""
     root = _root(tmp_path, _balanced(1))
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="not a prepared folder"):
-        prepare(root, tmp_path / "mine", overwrite=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    (mine / "manifest.csv").write_text("my,own,manifest\n")
+    with pytest.raises(FileExistsError, match="has no .fashionai-prepared, so it is not a prepared folder"):
+        prepare(root, mine, overwrite=True)
+    assert main(["prepare", "--data", str(root), "--out", str(mine), "--overwrite"]) == 2
     with pytest.raises(ValueError, match="contains the data root"):
         prepare(root, tmp_path, overwrite=True)
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert (mine / "notes.txt").read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["data", "mine"]
+    prepare(root, tmp_path / "made", workers=1)
+    marker = json.loads((tmp_path / "made" / ".fashionai-prepared").read_text())
+    assert marker["made_by"] == "fashionai prepare" and marker["time"]
+
+
+def test_a_symlinked_out_is_refused_and_nothing_is_left_beside_it(tmp_path):
+    root = _root(tmp_path, _balanced(1))
+    prepare(root, tmp_path / "real", workers=1)
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "real").rglob("*"))
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for out in (tmp_path / "link", tmp_path / "dangling"):
+        if out.name == "dangling":
+            out.symlink_to(tmp_path / "nowhere")
+        assert main(["prepare", "--data", str(root), "--out", str(out), "--overwrite", "-j", "1"]) == 2
+        assert main(["demo-data", str(out), "--overwrite", "--tasks", SKIRT, "--train-per-class", "1",
+                     "--test-per-class", "1", "--min-size", "48", "--max-size", "48"]) == 2
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "dangling").is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["dangling", "data", "link", "real"]  # no temp or old folders
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "real").rglob("*")) == before
+
+
+@pytest.mark.parametrize("out", [".", "..", "data/..", "data/base"])
+def test_out_holding_the_current_folder_or_the_data_root_fails_before_any_work(tmp_path, monkeypatch, out):
+    root = _root(tmp_path, _balanced(1))
+    (tmp_path / "notes.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    listing = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    message = "the current folder or holds it" if out != "data/base" else "not a prepared folder"
+    for overwrite in ([], ["--overwrite"]):
+        with pytest.raises((ValueError, FileExistsError), match=message):
+            prepare(root if out != "data/base" else "data", out, workers=1, overwrite=bool(overwrite))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == listing
+
+
+def test_out_below_the_current_folder_given_relatively_works(tmp_path, monkeypatch):
+    root = _root(tmp_path, _balanced(1))
+    monkeypatch.chdir(tmp_path)
+    summary = prepare("data", "prepared", workers=1)
+    assert summary["out"] == "prepared" and (tmp_path / "prepared" / "manifest.csv").is_file()
+    prepare("data", "./prepared", workers=1, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["data", "prepared"]
 
 
 # --- CLI and demo data ---------------------------------------------------------------------------

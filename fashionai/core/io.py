@@ -17,8 +17,9 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +90,85 @@ def write_csv(path: str | Path, rows: Sequence[dict], fieldnames: Sequence[str] 
 
 
 # --- folders a command builds as a whole ----------------------------------------------------------
-def check_replaceable(out: Path, marker: str, overwrite: bool, what: str) -> None:
-    """Refuse, before any work, an `out` that is not this command's to fill or replace.
+def write_marker(folder: Path, marker: str, command: str) -> Path:
+    """Write `folder/marker`, the file that says `fashionai <command>` made `folder`.
 
-    An empty or missing folder is fine. A non-empty one needs `overwrite` and the `marker` file
-    that the command writes into every folder it makes (`what` it is, e.g. "demo data"): anything
-    else may hold the user's files.
+    Only a folder carrying its command's marker is ever replaced (`check_replaceable`): a file a
+    user could have for other reasons (a `manifest.csv`, a `demo.json`) is no licence to delete.
     """
-    if out.is_symlink():
-        raise FileExistsError(f"{out} is a symbolic link; give the real folder it points to "
-                              f"({out.resolve()}) or another path")
+    return write_json(folder / marker, {
+        "made_by": f"fashionai {command}",
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "note": f"this folder is replaced as a whole by `fashionai {command} --overwrite`; "
+                "do not keep your own files in it",
+    })
+
+
+def has_marker(folder: Path, marker: str) -> bool:
+    """Whether `folder` carries `marker` as a plain file (a link to one does not count)."""
+    path = folder / marker
+    return path.is_file() and not path.is_symlink()
+
+
+def _made_when(folder: Path, marker: str) -> str:
+    """`made by ... at ...` from a marker, for messages; empty when it is not the JSON we write."""
+    try:
+        info = json.loads((folder / marker).read_text())
+        return f" (made by {info['made_by']} at {info['time']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _absolute(out: Path) -> Path:
+    """`out` as an absolute path naming the same entry: the folder above is resolved, the last
+    name kept (so a link at `out` stays visible); `.`, `..` and `/` are resolved as a whole."""
+    if out.name in ("", ".", ".."):
+        return out.resolve()
+    return out.absolute().parent.resolve() / out.name
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_replaceable(
+    out: str | Path, marker: str, overwrite: bool, what: str, *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+) -> Path:
+    """Refuse, before any work, an `out` that is not this command's to fill or replace; return it
+    as an absolute path for `building`.
+
+    A missing or empty folder is fine. A non-empty one must carry the `marker` that its command
+    (`what` it makes, e.g. "demo data") wrote when it made it, and needs `overwrite`: anything else
+    may hold the user's files. Refused whatever `overwrite` says: a symbolic link (replacing it
+    would swap the link for a folder, and deleting through it would reach wherever it points), the
+    current folder or one above it (the shell would be left in a deleted folder), and a folder
+    holding one of the command's `inputs` ({description: path}), which the swap would delete.
+    """
+    given = Path(out)
+    if given.is_symlink():
+        raise FileExistsError(f"{given} is a symbolic link (to {given.resolve()}); refusing to replace it: "
+                              "give the real folder it points to, or a new path")
+    out = _absolute(given)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
+        raise FileExistsError(f"{given} exists and is not a folder; give a folder path")
+    if _inside(Path.cwd().resolve(), out):
+        raise ValueError(f"{given} is the current folder or holds it; the command replaces its output "
+                         f"folder as a whole, so give a new sub-folder instead (e.g. {given / 'out'})")
+    for name, path in (inputs or {}).items():
+        if path is not None and _inside(Path(path).resolve(), out):
+            raise ValueError(f"{given} contains {name} {path}, and the command replaces {given} as a whole; "
+                             "choose another folder")
     if out.is_dir() and any(out.iterdir()):
+        if not has_marker(out, marker):
+            raise FileExistsError(
+                f"{given} is not empty and has no {marker}, so it is not {what} made by this project; "
+                "refusing to replace it (its files may be yours): choose a new or empty folder, or "
+                "remove it yourself")
         if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        if not (out / marker).is_file():
-            raise FileExistsError(f"{out} has no {marker}, so it is not {what}; refusing to replace it, "
-                                  "remove it yourself")
+            raise FileExistsError(f"{given} already holds {what}{_made_when(out, marker)}; "
+                                  "pass --overwrite to replace it, or choose another folder")
+    return out
 
 
 def replace_folder(tmp: Path, out: Path) -> None:

@@ -9,12 +9,14 @@ web/Images/skirt_length_labels/<id>.jpg
 rank/Tests/question.csv                    test questions, grouped by task, third field `?`
 rank/Tests/answers.csv                     their ground truth in label format, question order
 rank/Images/<task>/<id>.jpg
-demo.json                                  the generator's parameters and counts (marks the root)
+demo.json                                  the generator's parameters and counts
+.fashionai-demo-data                       the marker: `--overwrite` replaces only a folder carrying it
 ```
 What an image shows is fashionai.data.scenes' business; this module plans the rows and writes them.
 
 Determinism: each image draws from its own `numpy.random.Generator` seeded by (seed, task, split,
-class, number), so the same arguments give byte-identical files whatever else is generated.
+class, number), so the same arguments give byte-identical files whatever else is generated (the
+marker alone records when the folder was made).
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashionai.core.io import atomic_write, building, check_replaceable
+from fashionai.core.io import atomic_write, building, check_replaceable, write_marker
 from fashionai.core.tasks import TASK_NAMES, check_task, label_string, num_classes
 from fashionai.data.scenes import encode_jpeg, render
 
 log = logging.getLogger(__name__)
 
 WARMUP_TASK = "skirt_length_labels"
-MARKER = "demo.json"
+SUMMARY = "demo.json"
+MARKER = ".fashionai-demo-data"
 SPLITS = ("train", "warmup", "test")  # fixed order: part of every image's seed
 # split -> (subset folder, annotation file inside it)
 SPLIT_FILES = {
@@ -179,15 +182,16 @@ def make_demo_data(
     tasks = [check_task(t) for t in (tasks.split(",") if isinstance(tasks, str) else tasks)]
     counts = {"train": train_per_class, "warmup": warmup_per_class, "test": test_per_class}
     _check_args(counts, min_size, max_size, maybe_fraction, quality)
-    check_replaceable(out, MARKER, overwrite, "demo data")
+    target = check_replaceable(out, MARKER, overwrite, "demo data")
     params = {"seed": seed, "tasks": tasks, "per_class": counts, "min_size": min_size,
               "max_size": max_size, "maybe_fraction": maybe_fraction, "quality": quality}
     rows = _all_rows(tasks, counts, maybe_fraction, seed)
-    with building(out) as tmp:
+    with building(target) as tmp:
         _write_images(rows, tmp, min_size, max_size, quality)
         _write_csvs(rows, tmp)
         summary = _summary(rows, tasks, params)
-        _write_text(tmp / MARKER, [json.dumps(summary, indent=2)])
+        _write_text(tmp / SUMMARY, [json.dumps(summary, indent=2)])
+        write_marker(tmp, MARKER, "demo-data")
     log.info("%s", summary_line(summary, out))
     return {**summary, "out": str(out)}
 

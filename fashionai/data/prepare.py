@@ -2,7 +2,8 @@
 
 Layout written (see docs/design.md): `<out>/<task>/{train,val}/<class index>/<file>`, readable by
 `gluon.data.vision.ImageFolderDataset`, plus `<out>/manifest.csv` (one row per input line, kept or
-not; fashionai.data.manifest) and `<out>/summary.json`. Nothing is dropped silently: a bad row is
+not; fashionai.data.manifest), `<out>/summary.json` and the marker `<out>/.fashionai-prepared`
+(`--overwrite` replaces only a folder carrying it). Nothing is dropped silently: a bad row is
 `skipped` with a reason.
 
 File names inside a task folder: base images keep their basename (`200ff0.jpg`); warm-up images
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from fashionai.core.annotations import AnnotationError, CsvLine, parse_label_line, read_csv_lines
 from fashionai.core.cpu import usable_cores
-from fashionai.core.io import atomic_write, building, check_replaceable, write_json
+from fashionai.core.io import atomic_write, building, check_replaceable, write_json, write_marker
 from fashionai.core.tasks import TASK_NAMES, TASKS, check_task, expand_tasks, num_classes
 from fashionai.data.imagecheck import check_image, strict_pillow
 from fashionai.data.manifest import MANIFEST, manifest_text
@@ -42,6 +43,7 @@ WARMUP_GLOB = "web/Annotations/*.csv"
 # gluon's ImageFolderDataset skips (with only a warning) files with any other extension.
 FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png")
 NOT_SELECTED = "task not selected"
+MARKER = ".fashionai-prepared"  # written into every prepared root; --overwrite replaces only such a folder
 SHOWN_EXAMPLES = 10
 
 
@@ -264,21 +266,14 @@ def _write_manifest(rows: Iterable[Row], path: Path) -> None:
          r.status, r.reason, r.prepared_path] for r in rows))
 
 
-def _check_out(out: Path, data_root: Path, overwrite: bool) -> None:
-    """Refuse an out folder that is not ours to replace, before any work is done."""
-    root, target = data_root.resolve(), out.resolve()
-    if target == root or target in root.parents:
-        raise ValueError(f"--out {out} contains the data root {data_root}; choose another folder")
-    check_replaceable(out, MANIFEST, overwrite, "a prepared folder")
-
-
 def _build(rows: Sequence[Row], summary: dict, data_root: Path, out: Path) -> None:
-    """Write links, manifest and summary into a temp folder next to `out`, then swap it in."""
+    """Write links, manifest, summary and marker into a temp folder next to `out`, then swap it in."""
     with building(out) as tmp:
         _make_class_folders(tmp, summary["tasks"])
         summary["link_mode"] = _link_all(rows, data_root, tmp)
         _write_manifest(rows, tmp / MANIFEST)
         write_json(tmp / "summary.json", summary)
+        write_marker(tmp, MARKER, "prepare")
 
 
 # --- summary ------------------------------------------------------------------------------------
@@ -362,7 +357,7 @@ def prepare(
         selected = expand_tasks(tasks) if isinstance(tasks, str) else tuple(check_task(t) for t in tasks)
     if not selected:
         raise ValueError("no tasks selected")
-    _check_out(out, data_root, overwrite)
+    target = check_replaceable(out, MARKER, overwrite, "a prepared folder", inputs={"the data root": data_root})
     rows = _read_rows(data_root, _input_csvs(data_root, warmup), frozenset(selected))
     _mark_duplicates(rows)
     _check_images(rows, data_root, workers)
@@ -374,7 +369,7 @@ def prepare(
     _name_files(rows)
     summary = {"data_root": str(data_root), "out": str(out), "seed": seed, "val_fraction": val_fraction,
                "folds": folds, "fold": fold, "warmup": warmup, **summary}
-    _build(rows, summary, data_root, out)
+    _build(rows, summary, data_root, target)
     log.info("%d of %d rows prepared into %s; %d bad rows skipped", summary["ok"], summary["rows"], out,
              summary["skipped"])
     return summary

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashionai.core.io import atomic_write
+from fashionai.core.io import has_marker, write_marker
 from fashionai.core.tasks import TASK_NAMES, expand_tasks, num_classes
 from fashionai.data.demodata import make_demo_data
 from fashionai.data.prepare import prepare
@@ -48,14 +48,25 @@ class DemoResult:
 
 
 def clear_workdir(workdir: Path) -> None:
-    """Empty a previous demo's work folder; refuse a non-empty folder the demo did not make."""
-    if workdir.exists() and any(workdir.iterdir()) and not (workdir / MARKER).is_file():
-        raise FileExistsError(f"{workdir} is not empty and was not made by `fashionai demo`; "
+    """Empty a previous demo's work folder; refuse a non-empty folder the demo did not make.
+
+    Only the demo's own parts are removed (the folder itself stays, so `--workdir .` works in an
+    empty folder); a part that is a link or a file was not made by the demo and is refused.
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise FileExistsError(f"{workdir} exists and is not a folder; pick another --workdir")
+    if workdir.is_dir() and any(workdir.iterdir()) and not has_marker(workdir, MARKER):
+        raise FileExistsError(f"{workdir} is not empty and was not made by `fashionai demo` (it has no {MARKER}); "
                               "pick another --workdir")
+    odd = [p.name for p in map(workdir.joinpath, PARTS) if p.is_symlink() or (p.exists() and not p.is_dir())]
+    if odd:
+        raise FileExistsError(f"{workdir}: {', '.join(odd)} is a link or a file, not a folder the demo made; "
+                              "remove it yourself or pick another --workdir")
     for part in PARTS:
-        shutil.rmtree(workdir / part, ignore_errors=True)
+        if (workdir / part).exists():
+            shutil.rmtree(workdir / part)
     workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write(workdir / MARKER, "made by `fashionai demo`; rerunning the demo replaces its contents\n")
+    write_marker(workdir, MARKER, "demo")
 
 
 def run_demo(
