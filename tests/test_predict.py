@@ -188,6 +188,28 @@ def test_submit_names_missing_tasks_and_writes_nothing(trained_run, tmp_path):
         check_submission(["x.jpg,skirt_length_labels,1;0;0;0;0;0"], questions)
 
 
+def test_question_paths_outside_the_images_root_fail_before_any_prediction(trained_run, tmp_path, monkeypatch):
+    """`../..` in question.csv was read and written into a "validated" submission: now the question
+    file's line is named, and no net runs, nothing is written."""
+    task = json.loads((trained_run / "config.json").read_text())["task"]
+    questions = _questions(tmp_path, task, 2)
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(tmp_path / "rank" / f"Images/{task}/q0.jpg", secret)  # a readable image outside the root
+    with open(questions, "a") as f:
+        f.write(f"Images/{task}/../../../secret.jpg,{task},?\n")
+    monkeypatch.setattr(submit, "predict_resolved", lambda *a, **k: pytest.fail("a net ran"))
+    monkeypatch.setattr(predict, "predict_run", lambda *a, **k: pytest.fail("a net ran"))
+    where = r"question.csv:3: image path .* leads outside the images root"
+    with pytest.raises(ValueError, match=where):
+        predict.question_images(questions, task)
+    with pytest.raises(ValueError, match=where):
+        make_submission(questions, tmp_path / "sub", runs=[trained_run])
+    assert main(["submit", "--runs", str(trained_run), "--questions", str(questions), "--out", str(tmp_path / "sub"),
+                 "--precision", "fp32"]) == 2
+    assert main(["predict", "--run", str(trained_run), "--questions", str(questions), "--precision", "fp32"]) == 2
+    assert not (tmp_path / "sub").exists()
+
+
 def test_predict_cli_writes_npy_and_csv(trained_run, tmp_path, capsys):
     task = json.loads((trained_run / "config.json").read_text())["task"]
     paths = _images(tmp_path, sizes=[(50, 40), (40, 60)], ext="jpg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -81,8 +82,8 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
         f"{s}/b.jpg,{SKIRT},yynnnn",                 # 7 two y
         f"{s}/b.jpg,{SKIRT},nyxnnn",                 # 8 other character
         f"Images/{COAT}/coat.jpg,{SKIRT},nynnnn",    # 9 path of another task
-        f"../secret.jpg,{SKIRT},nynnnn",             # 10 escapes base/ but not the root: mismatch
-        f"{s}/../../../../etc/passwd.jpg,{SKIRT},nynnnn",  # 11 escapes the data root
+        f"../secret.jpg,{SKIRT},nynnnn",             # 10 leads out of base/
+        f"{s}/../../../../etc/passwd.jpg,{SKIRT},nynnnn",  # 11 leads out of base/ (and the data root)
         f"{s}/missing.jpg,{SKIRT},nynnnn",           # 12 missing image
         f"{s}/trunc.jpg,{SKIRT},nynnnn",             # 13 truncated JPEG
         f"{s}/text.jpg,{SKIRT},nynnnn",              # 14 not an image
@@ -93,7 +94,7 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
         f"{s}/m.jpg,{SKIRT},nmnnny",                 # 19 ok, maybe at 1
         f"{s}/pic.bmp,{SKIRT},nynnnn",               # 20 extension ImageFolderDataset skips
         f"{s}/b.jpg,{SKIRT},nynnnn",                 # 21 ok (b is fine; earlier b rows were bad)
-        f"/etc/passwd.jpg,{SKIRT},nynnnn",           # 22 absolute: escapes the data root
+        f"/etc/passwd.jpg,{SKIRT},nynnnn",           # 22 absolute: outside base/
     ]
     _csv(root / "base" / "Annotations" / "label.csv", lines, crlf=True, bom=True)
     summary = prepare(root, tmp_path / "out", workers=2)
@@ -107,10 +108,10 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
         2: "expected 3 columns, found 2", 3: "expected 3 columns, found 4",
         4: "unknown task 'hat_length_labels'", 5: "has 4 characters, skirt_length_labels has 6 classes",
         6: "has no 'y'", 7: "has 2 'y'", 8: "characters other than y/n/m: 'x'",
-        9: "does not match its task", 10: "does not match its task", 11: "escapes the data root",
+        9: "does not match its task", 10: "leads outside base/", 11: "leads outside base/",
         12: "missing image", 13: "truncated", 14: "cannot identify image file",
         16: "duplicate of base/Annotations/label.csv:15", 18: "duplicate of base/Annotations/label.csv:15 with a different label",
-        20: "does not end in .jpg/.jpeg/.png", 22: "escapes the data root",
+        20: "does not end in .jpg/.jpeg/.png", 22: "leads outside base/",
     }
     for line, text in expected.items():
         assert text in reason[line], (line, reason[line])
@@ -122,14 +123,35 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
     assert (maybe["label"], maybe["class_index"]) == ("nmnnny", 5)  # class = y; m kept in the label
     assert summary["skipped"] == 17 and summary["ok"] == 4 and summary["rows"] == 21
     assert summary["skipped_by_reason"] == {
-        "wrong number of columns": 2, "path does not match its task": 2, "duplicate row": 2,
+        "wrong number of columns": 2, "path does not match its task": 1, "duplicate row": 2,
         "image does not decode": 2, "unknown task": 1, "label of the wrong length": 1,
         "label without y": 1, "label with several y": 1, "label with other characters": 1,
-        "path escapes the data root": 2, "missing image": 1, "unsupported file type": 1,
+        "path outside its folder": 3, "missing image": 1, "unsupported file type": 1,
     }
     assert summary["first_skipped"][0] == "base/Annotations/label.csv:2: expected 3 columns, found 2"
     for path in ok["prepared_path"]:
         assert (tmp_path / "out" / path).is_file()
+
+
+@pytest.mark.parametrize("name, described", [
+    ("a\tb.jpg", "a tab (U+0009)"), ("a\x0bb.jpg", "(U+000B)"), ("a\x1fb.jpg", "(U+001F)"),
+    ("a\x85b.jpg", "(U+0085)"), ("a\u2028b.jpg", "line separator (U+2028)"), ("a\x00b.jpg", "a NUL byte (U+0000)"),
+])
+def test_names_that_break_a_later_format_are_refused_with_file_and_line(tmp_path, name, described):
+    """The RecordIO .lst is tab-separated and the manifest is read by lines: such a name is a bad row."""
+    root = _root(tmp_path, _balanced(1))
+    if "\x00" not in name:  # the file exists: the name, not a missing image, is the reason
+        _jpeg(root / "base" / "Images" / SKIRT / name)
+    with open(root / "base" / "Annotations" / "label.csv", "a") as f:
+        f.write(f"Images/{SKIRT}/{name},{SKIRT},nynnnn\n")
+    summary = prepare(root, tmp_path / "out", workers=1)
+    row = read_manifest(tmp_path / "out").iloc[-1]
+    assert (row["line"], row["status"], row["prepared_path"]) == (7, "skipped", "")
+    assert described in row["reason"] and "breaks the tab- and line-separated files" in row["reason"]
+    assert summary["skipped_by_reason"] == {"unusable character in the path": 1} and summary["ok"] == 6
+    with pytest.raises(ValueError, match=r"label.csv:7: image path .* contains .*" + re.escape(described)):
+        prepare(root, tmp_path / "strict", strict=True, workers=1)
+    assert not (tmp_path / "strict").exists()
 
 
 def test_opencv_misses_truncation_that_check_image_catches(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fashionai.cli import main
-from fashionai.core.annotations import read_questions
+from fashionai.core.annotations import AnnotationError, read_questions
 from fashionai.scoring import submission as sub
 
 # Deliberately not grouped by task, so order preservation is tested across tasks.
@@ -154,3 +154,39 @@ def test_saved_probs_round_trip_align_and_ensemble(tmp_path):
     np.testing.assert_allclose(sub.ensemble([a, b], [3, 1]), [[0.75, 0.25]])
     with pytest.raises(ValueError, match="one non-negative weight per member"):
         sub.ensemble([a, b], [1])
+
+
+# --- question files -------------------------------------------------------------------------------
+BAD_QUESTION_PATHS = {
+    "dot-dot": ("Images/skirt_length_labels/../../../../etc/passwd.jpg", "leads outside the images root"),
+    "absolute": ("/etc/passwd.jpg", "leads outside the images root"),
+    "other-task": ("Images/collar_design_labels/b.jpg", "does not match its task"),
+    "tab": ("Images/skirt_length_labels/a\tb.jpg", r"a tab \(U\+0009\)"),
+    "control": ("Images/skirt_length_labels/a\x1bb.jpg", r"\(U\+001B\)"),
+    "comma": ('"Images/skirt_length_labels/a,b.jpg"', "contains a comma"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_QUESTION_PATHS))
+def test_question_paths_follow_the_label_rows_rule_and_errors_name_the_line(case, tmp_path):
+    """The shared path rule (core.annotations.image_path_problem) holds for questions: found by
+    every reader, named by question.csv and its line, before anything is read or written."""
+    image, match = BAD_QUESTION_PATHS[case]
+    questions = tmp_path / "rank" / "Tests" / "question.csv"
+    questions.parent.mkdir(parents=True)
+    questions.write_text(f"Images/skirt_length_labels/a.jpg,skirt_length_labels,?\n{image},skirt_length_labels,?\n")
+    with pytest.raises(AnnotationError, match=rf"question.csv:2: .*{match}"):
+        read_questions(questions)
+    good = tmp_path / "s.csv"
+    good.write_text(f"{GOOD[0]}\n")
+    assert main(["check-submission", str(good), "--questions", str(questions)]) == 2
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "ImageName,AttrKey,AttrValues\n"])
+def test_a_question_file_without_questions_fails_check_submission(text, tmp_path, caplog):
+    questions = tmp_path / "question.csv"
+    questions.write_text(text)
+    good = tmp_path / "s.csv"
+    good.write_text(f"{GOOD[0]}\n")
+    assert main(["check-submission", str(good), "--questions", str(questions)]) == 2
+    assert "question.csv" in caplog.text and ("empty" in caplog.text or "question.csv:1: unknown task" in caplog.text)

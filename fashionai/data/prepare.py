@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashionai.core.annotations import AnnotationError, CsvLine, parse_label_line, read_csv_lines
+from fashionai.core.annotations import (AnnotationError, CsvLine, image_path_problem, parse_label_line,
+                                        read_csv_lines)
 from fashionai.core.cpu import usable_cores
 from fashionai.core.io import atomic_write, building, check_replaceable, write_json, write_marker
 from fashionai.core.tasks import TASK_NAMES, TASKS, check_task, expand_tasks, num_classes
@@ -101,14 +102,11 @@ def _annotation_kind(reason: str) -> str:
 
 
 def _path_problem(image: str, task: str, subset: str) -> tuple[str, str] | None:
-    """(kind, reason) when `image` is not `Images/<task>/<file>` inside its subset folder."""
-    inside_root = posixpath.normpath(posixpath.join(subset, image))
-    if posixpath.isabs(image) or inside_root.split("/")[0] == "..":
-        return "path escapes the data root", f"image path {image!r} escapes the data root"
-    parts = inside_root.split("/")
-    if len(parts) != 4 or parts[:3] != [subset, "Images", task]:
-        return ("path does not match its task",
-                f"image path {image!r} does not match its task (expected Images/{task}/<file>)")
+    """(kind, reason) when `image` breaks the shared path rule (fashionai.core.annotations) inside its
+    subset folder, or has an extension ImageFolderDataset skips."""
+    problem = image_path_problem(image, task, f"{subset}/")
+    if problem:
+        return problem
     if posixpath.splitext(image)[1].lower() not in FOLDER_EXTENSIONS:
         return ("unsupported file type",
                 f"image path {image!r} does not end in {'/'.join(FOLDER_EXTENSIONS)} "
