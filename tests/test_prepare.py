@@ -90,7 +90,7 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
         f"{s}/dup.jpg,{SKIRT},nnynnn",               # 15 ok
         f"{s}/dup.jpg,{SKIRT},nnynnn",               # 16 duplicate of 15
         "",                                          # 17 blank: not a row
-        f"{s}/./dup.jpg,{SKIRT},nnnynn",             # 18 same image, other label: duplicate
+        f"{s}/./dup.jpg,{SKIRT},nnynnn",             # 18 same image, same label: duplicate
         f"{s}/m.jpg,{SKIRT},nmnnny",                 # 19 ok, maybe at 1
         f"{s}/pic.bmp,{SKIRT},nynnnn",               # 20 extension ImageFolderDataset skips
         f"{s}/b.jpg,{SKIRT},nynnnn",                 # 21 ok (b is fine; earlier b rows were bad)
@@ -110,7 +110,7 @@ def test_every_bad_row_kind_is_skipped_with_its_reason_and_the_manifest_has_ever
         6: "has no 'y'", 7: "has 2 'y'", 8: "characters other than y/n/m: 'x'",
         9: "does not match its task", 10: "leads outside base/", 11: "leads outside base/",
         12: "missing image", 13: "truncated", 14: "cannot identify image file",
-        16: "duplicate of base/Annotations/label.csv:15", 18: "duplicate of base/Annotations/label.csv:15 with a different label",
+        16: "duplicate of base/Annotations/label.csv:15", 18: "duplicate of base/Annotations/label.csv:15",
         20: "does not end in .jpg/.jpeg/.png", 22: "leads outside base/",
     }
     for line, text in expected.items():
@@ -173,6 +173,60 @@ def test_truncation_is_caught_even_after_gluoncv_makes_pillow_tolerant(tmp_path,
     kind, reason = check_image(tmp_path / "cut.jpg")
     assert "truncated" in reason
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for whoever set it
+
+
+def test_rows_giving_one_image_different_labels_are_all_skipped_naming_each_other(tmp_path):
+    root = _root(tmp_path, [("a", 0), ("c", 3), ("d", 1), ("e", 2)])
+    s, csv = f"Images/{SKIRT}", "base/Annotations/label.csv"
+    _csv(root / "base" / "Annotations" / "label.csv", [
+        f"{s}/a.jpg,{SKIRT},ynnnnn",    # 1 a: conflicts with 3
+        f"{s}/e.jpg,{SKIRT},nnynnn",    # 2 ok
+        f"{s}/a.jpg,{SKIRT},nnynnn",    # 3 a: conflicts with 1
+        f"{s}/c.jpg,{SKIRT},nnnynn",    # 4 ok (identical repeats keep the first)
+        f"{s}/c.jpg,{SKIRT},nnnynn",    # 5 duplicate of 4
+        f"{s}/d.jpg,{SKIRT},nynnnn",    # 6 d: conflicts with 8
+        f"{s}/./d.jpg,{SKIRT},nynnnn",  # 7 d: conflicts with 8
+        f"{s}/d.jpg,{SKIRT},nymnnn",    # 8 d: the same class, another 'm': still not the same label
+    ])
+    summary = prepare(root, tmp_path / "out", workers=1)
+    m = read_manifest(tmp_path / "out")
+    reason = dict(zip(m["line"], m["reason"]))
+    assert m.loc[m["status"] == "ok", "line"].tolist() == [2, 4]
+    assert reason[1] == f"conflicting labels for one image: ynnnnn here, nnynnn at {csv}:3"
+    assert reason[3] == f"conflicting labels for one image: nnynnn here, ynnnnn at {csv}:1"
+    assert reason[5] == f"duplicate of {csv}:4"
+    assert reason[6] == reason[7] == f"conflicting labels for one image: nynnnn here, nymnnn at {csv}:8"
+    assert reason[8] == f"conflicting labels for one image: nymnnn here, nynnnn at {csv}:6, nynnnn at {csv}:7"
+    assert summary["skipped_by_reason"] == {"conflicting labels": 5, "duplicate row": 1}
+
+
+def test_an_input_without_a_usable_row_fails_and_replaces_nothing(tmp_path):
+    root = _root(tmp_path, _balanced(2), web=[("w1", 0)])
+    out = tmp_path / "out"
+    prepare(root, out, workers=1)
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    label_csv = root / "base" / "Annotations" / "label.csv"
+    good = label_csv.read_text()
+    cases = {
+        "every row bad": ("\n".join(line.replace("jpg", "png") for line in good.splitlines()),
+                          r"(?s)label.csv: no usable row among its 12 \(missing image: 12\).*label.csv:1: missing image"),
+        "a header alone": ("ImageName,AttrKey,AttrValues\n", r"label.csv: no usable row among its 1 \(unknown task: 1\)"),
+        "blank lines only": ("\n\n", "label.csv: the file is empty"),
+    }
+    for text, message in cases.values():
+        label_csv.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            prepare(root, out, overwrite=True, workers=1)
+        assert main(["prepare", "--data", str(root), "--out", str(out), "--overwrite", "-j", "1"]) == 2
+    label_csv.write_text(good)
+    warmup = root / "web" / "Annotations" / f"{SKIRT}.csv"
+    warmup.write_text(f"Images/{SKIRT}/w1.jpg,{SKIRT},nnnnnn\n")  # base is fine, the warm-up file is not
+    with pytest.raises(ValueError, match=rf"{SKIRT}.csv: no usable row among its 1 \(label without y: 1\)"):
+        prepare(root, out, overwrite=True, workers=1)
+    with pytest.raises(ValueError, match="no rows of the selected tasks"):
+        prepare(root, out, overwrite=True, workers=1, tasks=[COAT])
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and sorted(os.listdir(tmp_path)) == ["data", "out"]
 
 
 def test_empty_or_missing_csv_is_an_error(tmp_path):

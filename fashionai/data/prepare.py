@@ -149,15 +149,23 @@ def _read_rows(data_root: Path, csvs: Sequence[Path], selected: frozenset[str]) 
 
 
 def _mark_duplicates(rows: Iterable[Row]) -> None:
-    """Skip every row whose image an earlier (path-valid) row already names."""
-    first: dict[str, Row] = {}
+    """Rows naming one image (after path normalisation): identical repeats keep the first row and
+    skip the later ones; rows that give it different labels are all skipped, each naming the rows
+    it conflicts with, since nothing tells which label is right."""
+    by_image: dict[str, list[Row]] = {}
     for row in rows:
-        if row.status != "ok":
+        if row.status == "ok":
+            by_image.setdefault(row.image_key, []).append(row)
+    for group in by_image.values():
+        if len({row.label for row in group}) == 1:
+            for row in group[1:]:
+                row.skip("duplicate row", f"duplicate of {group[0].where}")
             continue
-        earlier = first.setdefault(row.image_key, row)
-        if earlier is not row:
-            differs = "" if earlier.label == row.label else f" with a different label ({earlier.label} there)"
-            row.skip("duplicate row", f"duplicate of {earlier.where}{differs}")
+        for row in group:
+            others = [f"{other.label} at {other.where}" for other in group if other.label != row.label]
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            row.skip("conflicting labels", f"conflicting labels for one image: {row.label} here, "
+                     f"{', '.join(others[:3])}{more}")
 
 
 def _check_images(rows: Sequence[Row], data_root: Path, workers: int) -> None:
@@ -170,6 +178,24 @@ def _check_images(rows: Sequence[Row], data_root: Path, workers: int) -> None:
             bar.update()
             if problem:
                 row.skip(*problem)
+
+
+def _check_usable(rows: Sequence[Row], data_root: Path) -> None:
+    """Raise, before anything is written, when an input file has rows but not one usable (all bad,
+    a header alone), or when no row at all is usable: an empty prepared root would only fail later,
+    in training, and replacing a good one with it loses the user's work."""
+    by_source: dict[str, list[Row]] = {}
+    for row in rows:
+        by_source.setdefault(row.source, []).append(row)
+    for source, mine in by_source.items():
+        bad = [r for r in mine if r.status != "ok" and r.kind != NOT_SELECTED]
+        if bad and not any(r.status == "ok" for r in mine):
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in Counter(r.kind for r in bad).most_common())
+            raise ValueError(f"{data_root / source}: no usable row among its {len(mine)} ({kinds}); nothing "
+                             "written. First:\n  " + "\n  ".join(f"{r.where}: {r.reason}" for r in bad[:3]))
+    if not any(r.status == "ok" for r in rows):
+        raise ValueError(f"{data_root}: no rows of the selected tasks in {', '.join(by_source)} "
+                         "(see --tasks); nothing written")
 
 
 # --- split --------------------------------------------------------------------------------------
@@ -345,7 +371,10 @@ def prepare(
     """Prepare `data_root` (FashionAI layout) into `out`; return the summary (also summary.json).
 
     `tasks`: None for all, a spec for `expand_tasks` (`length`, `a,b`) or a list of task names.
-    With `strict`, any bad row raises ValueError and nothing is written.
+    With `strict`, any bad row raises ValueError and nothing is written. Without it, bad rows are
+    skipped with their reason, but an input file with rows and not one usable (all bad, a header
+    alone), or no usable row at all, raises ValueError naming the file and why, and writes nothing.
+    Rows that give one image different labels are all skipped, each naming the others.
     """
     data_root, out = Path(data_root), Path(out)
     workers = _check_args(seed, val_fraction, folds, fold, workers)
@@ -359,6 +388,7 @@ def prepare(
     rows = _read_rows(data_root, _input_csvs(data_root, warmup), frozenset(selected))
     _mark_duplicates(rows)
     _check_images(rows, data_root, workers)
+    _check_usable(rows, data_root)
     _assign_splits(rows, seed, val_fraction, folds, fold)
     summary = _summarise(rows, selected)
     if strict and summary["skipped"]:
