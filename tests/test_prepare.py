@@ -348,6 +348,43 @@ def test_images_are_hard_linked_else_symlinked_else_copied(tmp_path, monkeypatch
     assert not copied.is_symlink() and copied.read_bytes() == src.read_bytes()
 
 
+def test_symlinked_images_are_followed_so_every_prepared_image_is_readable(tmp_path, monkeypatch):
+    """A relative link hard-linked as a link dangles in the prepared root; links are followed (also
+    out of the data root) and the file they point to is placed, per image the cheapest way."""
+    root = _root(tmp_path, _balanced(1))
+    images = root / "base" / "Images" / SKIRT
+    _jpeg(images / "real.jpg", seed=50)
+    _jpeg(tmp_path / "elsewhere" / "far.jpg", seed=51)  # outside the data root: followed
+    (images / "near.jpg").symlink_to("real.jpg")
+    (images / "far.jpg").symlink_to(os.path.relpath(tmp_path / "elsewhere" / "far.jpg", images))
+    (images / "gone.jpg").symlink_to("nothing.jpg")
+    with open(root / "base" / "Annotations" / "label.csv", "a") as f:
+        f.writelines(f"Images/{SKIRT}/{n}.jpg,{SKIRT},nnnnny\n" for n in ("near", "far", "gone"))
+    real_link = os.link
+
+    def other_disk(src, dst, **kw):  # the far image's disk refuses hard links into ours
+        if Path(src).name == "far.jpg":
+            raise OSError(18, "Invalid cross-device link")
+        real_link(src, dst, **kw)
+
+    monkeypatch.setattr(os, "link", other_disk)
+    summary = prepare(root, tmp_path / "out", workers=1, val_fraction=0)
+    m = read_manifest(tmp_path / "out").set_index("line")
+    assert summary["link_mode"] == "hardlink 7, symlink 1"
+    assert m.loc[9, "status"] == "skipped" and "a symbolic link to nothing.jpg, which is not a file" in m.loc[9, "reason"]
+    ok = m[m["status"] == "ok"]
+    assert len(ok) == 8
+    for path in ok["prepared_path"]:
+        placed = tmp_path / "out" / path
+        assert cv2.imread(str(placed)) is not None, path
+        assert not placed.is_symlink() or Path(os.readlink(placed)).is_absolute()
+    assert os.path.samefile(tmp_path / "out" / ok.loc[7, "prepared_path"], images / "real.jpg")
+    assert os.path.samefile(tmp_path / "out" / ok.loc[8, "prepared_path"], tmp_path / "elsewhere" / "far.jpg")
+    monkeypatch.setattr(os, "link", real_link)
+    os.rename(tmp_path / "out", tmp_path / "moved")  # hard links do not depend on where they sit
+    assert cv2.imread(str(tmp_path / "moved" / ok.loc[7, "prepared_path"])) is not None
+
+
 # --- strict and re-runs --------------------------------------------------------------------------
 def test_strict_fails_and_writes_nothing(tmp_path):
     root = _root(tmp_path, _balanced(2))

@@ -6,6 +6,7 @@ OpenCV (and so MXNet) decodes a truncated JPEG with only a warning and grey fill
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,8 @@ def check_image(path: str | Path) -> tuple[str, str] | None:
             return check_image(path)
     path = Path(path)
     if not path.is_file():
+        if path.is_symlink():
+            return "missing image", f"missing image {path} (a symbolic link to {os.readlink(path)}, which is not a file)"
         return "missing image", f"missing image {path}"
     try:
         with Image.open(path) as image:

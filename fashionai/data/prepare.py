@@ -8,7 +8,12 @@ not; fashionai.data.manifest), `<out>/summary.json` and the marker `<out>/.fashi
 
 File names inside a task folder: base images keep their basename (`200ff0.jpg`); warm-up images
 get their subset as a prefix (`web_200ff0.jpg`), so base and warm-up ids never collide. Images are
-hard-linked, else symlinked (absolute target), else copied; the mode is chosen once per run.
+hard-linked, else symlinked (absolute target), else copied, the cheapest way that works for each.
+
+Symbolic links among the images are followed, also when they point outside the data root (a data
+root whose `Images/` lives on another disk is common; the paths *in the CSVs* are what is confined
+to the data root): the file a link points to is what gets checked and placed, so a prepared image
+is never a link that dangles from its new place. A link that points nowhere is a missing image.
 The output is built in a temporary folder next to `out` and swapped in (fashionai.core.io), so a
 run never mixes with an earlier one and a failed run leaves nothing behind.
 """
@@ -240,11 +245,12 @@ def _name_files(rows: Iterable[Row]) -> None:
 
 
 def _place(mode: str, src: Path, dst: Path) -> None:
-    """Put `src` at `dst`: a link costs no space and no time; a copy is the last resort."""
+    """Put the file `src` (resolved: never a link) at `dst`: a link costs no space and no time; a copy
+    is the last resort."""
     if mode == "hardlink":
         os.link(src, dst)
     elif mode == "symlink":
-        os.symlink(src.resolve(), dst)
+        os.symlink(src, dst)
     else:
         shutil.copy2(src, dst)
 
@@ -259,27 +265,36 @@ def _make_class_folders(tmp: Path, tasks: Iterable[str]) -> None:
 
 
 def _link_all(rows: Sequence[Row], data_root: Path, tmp: Path) -> str:
-    """Link every ok row's image into `tmp`; return the mode, chosen on the first image."""
+    """Place every ok row's image in `tmp`, each by the cheapest way that works for it; return the
+    way (or the mix of ways, with counts).
+
+    A symbolic link among the images is followed and the file it points to is placed, wherever it
+    lies: `os.link` on the link itself would hard-link the link, and a relative link then dangles
+    in the prepared root (training would crash mid-epoch). A file on another disk cannot be
+    hard-linked, so the way is chosen per image, not once per run.
+    """
     todo = [row for row in rows if row.status == "ok"]
-    mode = ""
+    placed: Counter[str] = Counter()
+    refused: set[str] = set()
     for row in tqdm(todo, desc="linking images", unit="img"):
-        src, dst = data_root / row.image_key, tmp / row.prepared_path
-        if mode:
-            _place(mode, src, dst)
-        else:
-            mode = _first_placement(src, dst)
-    log.info("images placed by %s", mode or "nothing (no usable rows)")
-    return mode or "none"
+        src = (data_root / row.image_key).resolve(strict=True)
+        placed[_place_one(src, tmp / row.prepared_path, refused)] += 1
+    mode = ", ".join(f"{m} {n}" for m, n in placed.items()) if len(placed) > 1 else next(iter(placed), "none")
+    log.info("images placed by %s", mode)
+    return mode
 
 
-def _first_placement(src: Path, dst: Path) -> str:
-    """Place the first image by the cheapest way that works here and return that way."""
+def _place_one(src: Path, dst: Path, refused: set[str]) -> str:
+    """Place one image by the cheapest way that works for it and return that way; the first refusal
+    of each way is logged (`refused` remembers which were)."""
     for mode in ("hardlink", "symlink"):
         try:
             _place(mode, src, dst)
             return mode
         except OSError as err:  # other file system (EXDEV), no permission, no symlinks, ...
-            log.info("cannot %s images into %s (%s); trying the next way", mode, dst.parent, err)
+            if mode not in refused:
+                refused.add(mode)
+                log.info("cannot %s %s into %s (%s); trying the next way", mode, src, dst.parent, err)
     _place("copy", src, dst)
     return "copy"
 
