@@ -164,6 +164,52 @@ def test_opencv_misses_truncation_that_check_image_catches(tmp_path):
     assert kind == "image does not decode" and "truncated" in reason
 
 
+def _saved(path: Path, fmt: str, seed: int = 0, **kw) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)).save(path, fmt, **kw)
+    return path
+
+
+def test_what_mxnet_decodes_is_accepted_whatever_pillow_calls_it(tmp_path):
+    """The rule is "decodes fully in Pillow (strict) and in MXNet's decoder", not a list of format
+    names: an MPO (phone cameras' JPEG) was refused by name; a WebP named .jpg, which Pillow and the
+    opencv-python wheel read but MXNet's decoder does not, would fail in training."""
+    import mxnet as mx
+    from PIL import Image
+
+    second = Image.fromarray(np.zeros((40, 32, 3), np.uint8))
+    mpo = _saved(tmp_path / "phone.jpg", "MPO", save_all=True, append_images=[second])
+    with Image.open(mpo) as image:
+        assert (image.format, getattr(image, "n_frames", 1)) == ("MPO", 2)
+    tiff = _saved(tmp_path / "scan.jpg", "TIFF")
+    webp = _saved(tmp_path / "web.jpg", "WEBP")
+    gif = _saved(tmp_path / "anim.jpg", "GIF")
+    assert check_image(mpo) is None and check_image(tiff) is None
+    assert mx.image.imread(str(mpo)).shape == (40, 32, 3)
+    assert cv2.imread(str(webp)) is not None  # opencv-python reads it: it is not the decoder training uses
+    for path, fmt in ((webp, "WEBP"), (gif, "GIF")):
+        with pytest.raises(mx.base.MXNetError):
+            mx.image.imread(str(path))
+        assert check_image(path) == (
+            "image does not decode", f"image does not decode: {path} is {fmt}, which MXNet's decoder (used in "
+            "training) cannot read")
+
+
+def test_a_phone_camera_jpeg_is_prepared(tmp_path):
+    root = _root(tmp_path, _balanced(1))
+    second = _saved(tmp_path / "second.png", "PNG", seed=1)
+    from PIL import Image
+
+    with Image.open(second) as frame:
+        _saved(root / "base" / "Images" / SKIRT / "phone.jpg", "MPO", seed=2, save_all=True, append_images=[frame])
+    with open(root / "base" / "Annotations" / "label.csv", "a") as f:
+        f.write(f"Images/{SKIRT}/phone.jpg,{SKIRT},nnnnny\n")
+    summary = prepare(root, tmp_path / "out", workers=2, strict=True, val_fraction=0)
+    assert summary["ok"] == 7 and (tmp_path / "out" / SKIRT / "train" / "5" / "phone.jpg").is_file()
+
+
 def test_truncation_is_caught_even_after_gluoncv_makes_pillow_tolerant(tmp_path, monkeypatch):
     from PIL import ImageFile
 
