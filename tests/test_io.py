@@ -93,7 +93,7 @@ def test_a_link_the_current_folder_and_a_folder_holding_an_input_are_never_repla
     with pytest.raises(FileExistsError, match="symbolic link"):
         io.check_replaceable(tmp_path / "link", ".made", True, "a prepared folder")
     with pytest.raises(ValueError, match="contains the data root"):
-        io.check_replaceable(real, ".made", True, "a prepared folder", inputs={"the data root": real / "data"})
+        io.check_replaceable(real, ".made", True, "a prepared folder", inputs=[("the data root", real / "data")])
     monkeypatch.chdir(real)
     for out in (".", "..", str(real), "../real"):
         with pytest.raises(ValueError, match="is the current folder or holds it"):

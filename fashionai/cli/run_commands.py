@@ -128,6 +128,8 @@ def add_submit(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--questions", required=True, metavar="FILE", help="question.csv")
     p.add_argument("--out", default="submissions", metavar="DIR", help="gets submission.csv + <task>.csv")
     p.add_argument("--save-probs", metavar="DIR", help="also save each run's probabilities here (.npy + .json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier submission in --out (only a folder `fashionai submit` made)")
     add_inference_flags(p)
     return _cmd_submit
 
@@ -137,7 +139,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         raise ValueError("give --runs RUN_DIR ... and/or --from-probs FILE.npy ...")
     members = make_submission(
         args.questions, args.out, runs=args.runs, prob_files=args.from_probs, weights=args.weights,
-        images_root=args.images_root, save_probs_dir=args.save_probs, **predict_kw(args),
+        images_root=args.images_root, save_probs_dir=args.save_probs, overwrite=args.overwrite, **predict_kw(args),
     )
     for task, count in members.items():
         print(f"{task:24s} {count} member(s)")

@@ -17,7 +17,7 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,7 +133,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_replaceable(
     out: str | Path, marker: str, overwrite: bool, what: str, *,
-    inputs: Mapping[str, str | Path | None] | None = None,
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
 ) -> Path:
     """Refuse, before any work, an `out` that is not this command's to fill or replace; return it
     as an absolute path for `building`.
@@ -143,7 +143,7 @@ def check_replaceable(
     may hold the user's files. Refused whatever `overwrite` says: a symbolic link (replacing it
     would swap the link for a folder, and deleting through it would reach wherever it points), the
     current folder or one above it (the shell would be left in a deleted folder), and a folder
-    holding one of the command's `inputs` ({description: path}), which the swap would delete.
+    holding one of the command's `inputs` ((description, path) pairs), which the swap would delete.
     """
     given = Path(out)
     if given.is_symlink():
@@ -155,7 +155,7 @@ def check_replaceable(
     if _inside(Path.cwd().resolve(), out):
         raise ValueError(f"{given} is the current folder or holds it; the command replaces its output "
                          f"folder as a whole, so give a new sub-folder instead (e.g. {given / 'out'})")
-    for name, path in (inputs or {}).items():
+    for name, path in inputs:
         if path is not None and _inside(Path(path).resolve(), out):
             raise ValueError(f"{given} contains {name} {path}, and the command replaces {given} as a whole; "
                              "choose another folder")

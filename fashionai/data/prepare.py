@@ -399,7 +399,7 @@ def prepare(
         selected = expand_tasks(tasks) if isinstance(tasks, str) else tuple(check_task(t) for t in tasks)
     if not selected:
         raise ValueError("no tasks selected")
-    target = check_replaceable(out, MARKER, overwrite, "a prepared folder", inputs={"the data root": data_root})
+    target = check_replaceable(out, MARKER, overwrite, "a prepared folder", inputs=[("the data root", data_root)])
     rows = _read_rows(data_root, _input_csvs(data_root, warmup), frozenset(selected))
     _mark_duplicates(rows)
     _check_images(rows, data_root, workers)

@@ -1,5 +1,10 @@
 """A submission from trained runs and saved probabilities: predict each run on its task's questions
 (at its chosen precision), average the members of each task, validate, write.
+
+The out folder is written as a whole: `submission.csv`, one `<task>.csv` per task and the marker
+`.fashionai-submission` are built beside it and swapped in, so a submission never sits beside an
+earlier one's task files, and a failed run leaves the earlier submission as it was. An earlier
+submission is replaced only with `overwrite`, and only a folder carrying the marker.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashionai.core.annotations import read_questions
+from fashionai.core.io import building, check_replaceable, write_marker
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.tta import DEFAULT_TTA
 from fashionai.inference.predict import question_images
@@ -17,6 +23,8 @@ from fashionai.scoring.submission import (align, build_submission, ensemble, loa
                                           write_submission, write_task_files)
 
 log = logging.getLogger(__name__)
+
+MARKER = ".fashionai-submission"  # written into every submission folder; --overwrite replaces only such a folder
 
 
 def _run_members(runs: Sequence[RunInfo], weights, questions_path, images_root, save_dir, predict_kw
@@ -47,13 +55,21 @@ def _check_coverage(asked: Sequence[str], covered: Sequence[str]) -> None:
 def make_submission(
     questions_path: str | Path, out_dir: str | Path, *, runs: Sequence[str | Path] = (),
     prob_files: Sequence[str | Path] = (), weights: Sequence[float] | None = None,
-    images_root: str | Path | None = None, save_probs_dir: str | Path | None = None, **predict_kw,
+    images_root: str | Path | None = None, save_probs_dir: str | Path | None = None, overwrite: bool = False,
+    **predict_kw,
 ) -> dict[str, int]:
     """Predict with every run (and/or load saved probabilities), average the members of each task
     (`weights`: one per run, then one per prob file), validate, and write `out_dir/submission.csv`
     plus one `<task>.csv` per task. `predict_kw` goes to `predict_run` (tta, devices, ...).
-    Returns {task: number of ensemble members}."""
+    Returns {task: number of ensemble members}.
+
+    Refused before any prediction: an `out_dir` that holds an earlier submission (unless
+    `overwrite`), anything else that is not empty, and one that holds an input of this command."""
     predict_kw.setdefault("tta", DEFAULT_TTA)
+    inputs = [("the question file", questions_path), ("the images root", images_root),
+              ("the --save-probs folder", save_probs_dir)]
+    inputs += [("the run", run) for run in runs] + [("the saved probabilities", p) for p in prob_files]
+    out = check_replaceable(out_dir, MARKER, overwrite, "a submission", inputs=inputs)
     questions = read_questions(questions_path)
     asked = list(dict.fromkeys(q.task for q in questions))
     sources = len(runs) + len(prob_files)
@@ -73,6 +89,9 @@ def make_submission(
             members.setdefault(task, []).append((align(images, probs, wanted, str(path)), weight))
     probs_by_task = {t: ensemble([p for p, _ in members[t]], [w for _, w in members[t]]) for t in asked}
     rows = build_submission(questions, probs_by_task)
-    write_submission(rows, Path(out_dir) / "submission.csv", questions_path)
-    write_task_files(rows, out_dir)
+    with building(out) as tmp:
+        write_submission(rows, tmp / "submission.csv", questions_path)  # validates before writing
+        write_task_files(rows, tmp)
+        write_marker(tmp, MARKER, "submit")
+    log.info("wrote %s (%d rows, validated) and one file per task", Path(out_dir) / "submission.csv", len(rows))
     return {t: len(members[t]) for t in asked}

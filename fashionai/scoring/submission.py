@@ -177,7 +177,7 @@ def write_submission(rows: Sequence[str], path: str | Path, questions_path: str 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, "".join(f"{row}\n" for row in rows))
-    log.info("wrote %s (%d rows, validated)", path, len(rows))
+    log.debug("wrote %s (%d rows, validated)", path, len(rows))
     return path
 
 
