@@ -124,3 +124,16 @@ def test_evaluate_predictions_and_save_report(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "eval_val.csv", "eval_val.json", "eval_val_confusion.png"]  # no temp files left
+
+
+def test_scoring_reads_numbers_and_a_bom_as_check_submission_does(tmp_path, answers):
+    """score_submission reads submissions too: other scripts' digits are not numbers, a BOM is named."""
+    arabic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "0.80000000")
+    lines = submission_lines()
+    sub = write(tmp_path, lines[:1] + [lines[1].replace("0.80000000", arabic)] + lines[2:])
+    with pytest.raises(AnnotationError, match=r"submission.csv:2: not a plain number .*ARABIC-INDIC DIGIT"):
+        scores.score_submission(sub, answers)
+    sub.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
+    with pytest.raises(AnnotationError, match=r"submission.csv:1: the file starts with a UTF-8 byte order mark"):
+        scores.score_submission(sub, answers)
+    assert main(["evaluate", "--submission", str(sub), "--answers", str(answers)]) == 2

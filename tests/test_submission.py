@@ -190,3 +190,34 @@ def test_a_question_file_without_questions_fails_check_submission(text, tmp_path
     good.write_text(f"{GOOD[0]}\n")
     assert main(["check-submission", str(good), "--questions", str(questions)]) == 2
     assert "question.csv" in caplog.text and ("empty" in caplog.text or "question.csv:1: unknown task" in caplog.text)
+
+
+# --- numbers are ASCII decimals; a BOM is a BOM ----------------------------------------------------
+ARABIC_INDIC = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "0.50000000")  # ٠.٥٠٠٠٠٠٠٠
+FULLWIDTH = "".join(chr(0xFF10 + int(c)) if c.isdigit() else c for c in "0.50000000")
+
+
+@pytest.mark.parametrize("value, named", [
+    (ARABIC_INDIC, "ARABIC-INDIC DIGIT ZERO (U+0660)"), (FULLWIDTH, "FULLWIDTH DIGIT ZERO (U+FF10)"),
+    (" 0.50000000", "a space"), ("0.5_0000000", "an underscore"),
+])
+def test_numbers_other_than_ascii_decimals_are_refused(value, named, questions, tmp_path):
+    """float() takes other scripts' digits, spaces and underscores; the leaderboard need not."""
+    assert float(value) == 0.5
+    rows = _replace(2, "0.50000000;0.50000000", f"{value};0.50000000")(GOOD)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join(f"{r}\n" for r in rows), encoding="utf-8")
+    with pytest.raises(sub.SubmissionError) as err:
+        sub.check_submission(broken, questions)
+    assert (err.value.rule, err.value.line) == ("number", 2) and named in str(err.value)
+    assert main(["check-submission", str(broken), "--questions", str(questions)]) == 2
+
+
+def test_a_byte_order_mark_is_reported_as_such(questions, tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + "".join(f"{r}\n" for r in GOOD).encode())
+    with pytest.raises(sub.SubmissionError) as err:
+        sub.check_submission(bom, questions)
+    assert (err.value.rule, err.value.line) == ("bom", 1) and "byte order mark (BOM)" in str(err.value)
+    with pytest.raises(sub.SubmissionError, match=r"<rows>:1: \[bom\]"):
+        sub.check_submission(["\ufeff" + GOOD[0]] + GOOD[1:], questions)

@@ -19,6 +19,7 @@ from fashionai.core import metrics
 from fashionai.core.annotations import AnnotationError, CsvLine, LabelRow, read_csv_lines, read_labels
 from fashionai.core.io import json_safe
 from fashionai.core.tasks import TASK_NAMES, num_classes
+from fashionai.scoring.submission import bom_problem, parse_number
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,9 @@ def _parse_probabilities(line: CsvLine, k: int) -> list[float]:
             f"{line.where}: {len(values)} probabilities, {line.fields[1]} has {k} classes"
         )
     try:
-        return [float(v) for v in values]
-    except ValueError:
-        raise AnnotationError(f"{line.where}: not a number among {line.fields[2]!r}") from None
+        return [parse_number(v) for v in values]
+    except ValueError as err:
+        raise AnnotationError(f"{line.where}: not a plain number among {line.fields[2]!r}: {err}") from None
 
 
 def _check_range(lines: list[CsvLine], probs: np.ndarray) -> None:
@@ -93,7 +94,11 @@ def read_submission(submission_path: str | Path, answers: dict[Key, LabelRow]) -
     repeated, malformed and missing rows are AnnotationErrors naming file:line (the answers' line
     for a missing row)."""
     found: dict[Key, tuple[CsvLine, list[float]]] = {}
-    for line in read_csv_lines(submission_path):
+    lines = read_csv_lines(submission_path)  # forgives a BOM, which label files carry; a submission may not
+    problem = bom_problem(Path(submission_path).read_bytes()[:3].decode("utf-8", errors="replace"))
+    if problem:
+        raise AnnotationError(f"{submission_path}:1: {problem}")
+    for line in lines:
         if len(line.fields) != 3:
             raise AnnotationError(f"{line.where}: expected 3 columns, found {len(line.fields)}")
         key = (line.fields[0], line.fields[1])

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from fashionai.core.tasks import TASK_NAMES, num_classes
 log = logging.getLogger(__name__)
 
 SUM_TOLERANCE = 1e-4
-FIXED_POINT = re.compile(r"\d+(\.\d+)?")  # what `%.8f` writes for a value in [0, 1]
+FIXED_POINT = re.compile(r"[0-9]+(\.[0-9]+)?")  # what `%.8f` writes for a value in [0, 1]; `\d` takes any script's digits
+BOM = "\ufeff"
 
 
 class SubmissionError(ValueError):
@@ -83,6 +85,33 @@ def build_submission(questions: Sequence[QuestionRow], probs_by_task: Mapping[st
 
 
 # --- checking -----------------------------------------------------------------------------------
+def parse_number(text: str) -> float:
+    """One probability as a submission writes it: ASCII characters only, no spaces or underscores.
+
+    Python's float() also takes any script's digits (Arabic-Indic U+0660-0669, fullwidth
+    U+FF10-FF19, ...), surrounding spaces and '1_0'; a leaderboard parser need not.
+    Raises ValueError saying what is wrong.
+    """
+    odd = next((ch for ch in text if not ch.isascii()), None)
+    if odd is not None:
+        raise ValueError(f"{text!r} has {unicodedata.name(odd, 'a non-ASCII character')} (U+{ord(odd):04X}); "
+                         "write ASCII digits 0-9")
+    if text != text.strip() or "_" in text:
+        raise ValueError(f"{text!r} has a space or an underscore")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def bom_problem(first_line: str) -> str | None:
+    """Why a file starting with `first_line` cannot be submitted as it is: a UTF-8 byte order mark."""
+    if first_line.startswith(BOM):
+        return ("the file starts with a UTF-8 byte order mark (BOM), which a reader takes as part of the first "
+                "image name; save it as UTF-8 without BOM")
+    return None
+
+
 def _read_lines(path_or_lines: str | Path | Sequence[str]) -> tuple[str, list[str]]:
     """(source name, lines) of a file (a final newline is allowed) or of lines given in memory."""
     if isinstance(path_or_lines, (str, Path)):
@@ -118,9 +147,9 @@ def _check_values(text: str, task: str, fail) -> None:
     if len(values) != k:
         fail("class-count", f"{len(values)} probabilities, {task} has {k} classes")
     try:
-        numbers = [float(v) for v in values]
-    except ValueError:
-        fail("number", f"not a number among {text!r}")
+        numbers = [parse_number(v) for v in values]
+    except ValueError as err:
+        fail("number", f"not a plain number among {text!r}: {err}")
     if not all(math.isfinite(x) for x in numbers):
         fail("finite", f"non-finite probability in {text!r}")
     if not all(0.0 <= x <= 1.0 for x in numbers):
@@ -134,9 +163,10 @@ def _check_values(text: str, task: str, fail) -> None:
 def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: str | Path) -> None:
     """Raise SubmissionError at the first line breaking a rule; return None for a valid submission.
 
-    Rules, in the order they are checked on each line: no header (line 1), no blank line, 3 columns,
+    Rules, in the order they are checked on each line: no byte order mark (line 1), no header (line 1),
+    no blank line, 3 columns,
     no duplicate (image, task), image and task equal to the question row of the same number,
-    the task's class count of probabilities, numbers, finite, in [0, 1], fixed-point, sum to 1;
+    the task's class count of probabilities, numbers (ASCII), finite, in [0, 1], fixed-point, sum to 1;
     then the row count equals the question file's.
     """
     questions = read_questions(questions_path)
@@ -147,6 +177,8 @@ def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: 
             raise SubmissionError(source, number, rule, detail)
 
         fields = line.split(",")
+        if number == 1 and bom_problem(line):
+            fail("bom", bom_problem(line))
         if number == 1 and line.strip() and _looks_like_header(fields, questions[0]):
             fail("header", f"the first line looks like a header ({line[:60]!r}); submissions have none")
         if not line.strip():
