@@ -130,3 +130,28 @@ def test_bad_arguments_are_explained(trained_run, tmp_path):
         load_exported(tmp_path)
     with pytest.raises(FileNotFoundError, match="config.json"):
         export_run(tmp_path, tmp_path / "x")
+
+
+def test_an_export_never_lands_outside_its_folder_or_over_another(trained_run, tmp_path):
+    """A crafted task name in config.json is refused before anything is written; a folder that is
+    not an earlier export is never written into; an earlier export is replaced whole, on request."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "task": "../../../escaped"}))
+    with pytest.raises(ValueError, match="config.json: task"):
+        export_run(run)
+    assert not list(tmp_path.rglob("*escaped*")) and not (run / "export").exists()
+    (run / "config.json").write_text(json.dumps(config))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an export"):
+        export_run(run, other)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    export_run(run, tmp_path / "e")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_run(run, tmp_path / "e")
+    export_run(run, tmp_path / "e", which="last", overwrite=True)
+    assert read_export(tmp_path / "e")["weights"] == "last.params"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "other", "run"]  # no temp folders left

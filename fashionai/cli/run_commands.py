@@ -172,12 +172,14 @@ def add_export(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--onnx", action="store_true", help='also write <task>.onnx (needs: pip install -c constraints.txt -e ".[onnx]")')
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="batch of the ONNX input; 0 = any batch (dynamic). The symbol takes any batch")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out (only an export)")
     return _cmd_export
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     try:
-        files = export_run(args.run, args.out, which=args.which, onnx=args.onnx, batch_size=args.batch_size or None)
+        files = export_run(args.run, args.out, which=args.which, onnx=args.onnx, batch_size=args.batch_size or None,
+                           overwrite=args.overwrite)
     except ImportError as err:  # the optional onnx package: the message says what to install
         log.error("%s", err)
         return 2

@@ -11,24 +11,20 @@ The graph ends in a softmax: its output `probabilities` is (N, K) class probabil
 1), the same numbers `fashionai predict --tta none` gives, not logits. Its input `data` is
 (N, 3, S, S) float32 RGB, preprocessed as `fashionai.data.transforms.eval_transform(S)` does. A `null`
 batch in model.json's shapes means any batch (the ONNX input's first dimension is dynamic); the
-symbol takes any batch. Every file is written to a temporary folder beside it and renamed into
-place, `model.json` last.
+symbol takes any batch. The export is built in a folder beside `out` and swapped in whole.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashionai.core.io import write_json
+from fashionai.core.io import building, check_replaceable, write_json
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.transforms import MEAN, STD, resize_size
@@ -136,11 +132,14 @@ def _write_onnx(tmp: Path, stem: str, size: int, batch_size: int | None) -> int:
 
 def export_run(
     run_dir: str | Path, out: str | Path | None = None, *, which: str = "best", onnx: bool = False,
-    batch_size: int | None = 1,
+    batch_size: int | None = 1, overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write the run's net (with softmax) as symbol + params, `model.json`, and with `onnx` an ONNX
     file, into `out` (default `<run_dir>/export`); returns {"symbol", "params", "sidecar"[, "onnx"]: path}.
 
+    `out` must be new or empty; an earlier export (a folder with `model.json`) is replaced, whole,
+    only with `overwrite`, and any other folder (a run, the user's files) never. The export is built
+    in a folder beside `out` and swapped in, so a failed export leaves `out` as it was.
     `batch_size` is the batch the graph is traced at and the ONNX input's batch dimension; None
     makes that dimension dynamic. The symbol file takes any batch either way.
     """
@@ -150,26 +149,19 @@ def export_run(
         raise ValueError(f"batch_size must be >= 1 (or None for any batch), got {batch_size}")
     if onnx:
         _check_onnx()
-    net, run = load_run(run_dir, mx.cpu(), which)
     out = Path(out) if out is not None else Path(run_dir) / "export"
-    out.mkdir(parents=True, exist_ok=True)
+    check_replaceable(out, SIDECAR, overwrite, "an export (fashionai export)")
+    net, run = load_run(run_dir, mx.cpu(), which)
     stem, size = run.task, run.data_shape  # validated: a task name is never a path
     model = _with_softmax(net)
     model.hybridize(static_alloc=True, static_shape=True)
     model(mx.nd.zeros((batch_size or 1, 3, size, size))).wait_to_read()
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".export-"))
-    try:
+    with building(out) as tmp:
         model.export(str(tmp / stem))
         opset = _write_onnx(tmp, stem, size, batch_size) if onnx else None
         sidecar = _sidecar(run, which, stem, batch_size, opset)
         write_json(tmp / SIDECAR, sidecar)
-        written = {key: out / name for key, name in sidecar["files"].items()}
-        (out / SIDECAR).unlink(missing_ok=True)  # an older export's sidecar must not describe new files
-        for path in written.values():
-            os.replace(tmp / path.name, path)
-        os.replace(tmp / SIDECAR, out / SIDECAR)  # last: a model.json means the files beside it are whole
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    written = {key: out / name for key, name in sidecar["files"].items()}
     written["sidecar"] = out / SIDECAR
     log.info("exported %s (%s, %s.params) to %s%s", run.model, run.task, which, out,
              f" with ONNX opset {opset}" if onnx else "")

@@ -155,7 +155,15 @@ def check_config(config: TrainConfig) -> TrainConfig:
     check_input(config)
     config = _check_multitask(config) if config.tasks else config.replace(num_classes=_task_classes(config))
     name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
-    return config.replace(name=name, lr_steps=[int(s) for s in config.lr_steps])
+    return config.replace(name=check_name(name), lr_steps=[int(s) for s in config.lr_steps])
+
+
+def check_name(name: str) -> str:
+    """`name` if it is one plain folder name: it becomes part of run paths (`<out>/<task>/<name>`)."""
+    if name in (".", "..") or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"run name {name!r} must be one folder name: no '/', '\\', control characters, "
+                         "'.' or '..'")
+    return name
 
 
 def _task_classes(config: TrainConfig) -> int:

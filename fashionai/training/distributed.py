@@ -17,10 +17,14 @@ scaled LR yourself (Goyal et al. 2017: lr x workers, with warm-up) if you keep t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import runpy
+import shlex
 import sys
 import threading
 from collections.abc import Sequence
@@ -33,6 +37,15 @@ log = logging.getLogger(__name__)
 
 DIST_KVSTORES = ("dist_sync", "dist_device_sync")
 LAUNCHERS = ("local", "ssh", "mpi", "sge", "yarn")
+# AuxAverager's kvstore keys: above the Trainer's (one per parameter) and below 2**31 / 9973: MXNet
+# picks a key's server as (key * 9973) % servers in a 32-bit int, which overflows above that
+AUX_KEY_BASE = 100_000
+# The worker command travels to every process in this variable, never through a shell: MXNet's
+# tracker joins the words it is given with spaces and runs them through one shell (local, mpi, the
+# scheduler) or two (ssh), so a path with spaces would split and `$(...)` inside an argument would
+# run. The launcher is given only `python -m fashionai.training.distributed`, which decodes the
+# variable and execs the command with its words intact.
+COMMAND_VARIABLE = "FASHIONAI_LAUNCH_COMMAND"
 
 
 @dataclass(frozen=True)
@@ -114,10 +127,8 @@ class AuxAverager:
     The kvstore synchronises gradients only; each worker's running statistics follow its own
     shard, so without this the workers would validate (and rank 0 save) different models.
     Called before each validation, it makes every worker's network identical, hence the val
-    metrics too. Keys start at KEY_BASE, far above the trainer's (one per parameter).
+    metrics too. Keys start at AUX_KEY_BASE.
     """
-
-    KEY_BASE = 1_000_000
 
     def __init__(self, net, kv, info: WorkerInfo):
         self._kv, self._n = kv, info.num_workers
@@ -129,7 +140,7 @@ class AuxAverager:
         import mxnet as mx
 
         for i, param in enumerate(self._params):
-            self._kv.init(self.KEY_BASE + i, mx.nd.zeros(param.shape, dtype=param.dtype))
+            self._kv.init(AUX_KEY_BASE + i, mx.nd.zeros(param.shape, dtype=param.dtype))
         self._ready = True
 
     def average(self) -> None:
@@ -138,12 +149,55 @@ class AuxAverager:
         if not self._ready:
             self._init_keys()
         for i, param in enumerate(self._params):
-            key = self.KEY_BASE + i
+            key = AUX_KEY_BASE + i
             self._kv.push(key, device_mean(param))
             total = mx.nd.zeros(param.shape, dtype=param.dtype)
             self._kv.pull(key, out=total)
             param.set_data(total / self._n)
         mx.nd.waitall()
+
+
+def dist_trainer(params, optimizer: str, optimizer_params: dict, kv):
+    """A Gluon Trainer over the distributed kvstore `kv`, updating locally (update_on_kvstore=False),
+    that waits for its inputs before it talks to the servers.
+
+    Why: with MXNet 1.9.1 under load, the workers of one job ended up holding different models.
+    Measured with 2 and 4 busy processes on 2 cores (logged model fingerprints, below): without
+    waits the workers disagreed from epoch 0 (4 of 4 runs); waiting for the gradients of a step to
+    be complete before pushing them fixed every epoch after the first step; waiting also for the
+    first step's broadcast of rank 0's weights made every run identical, run after run. The waits
+    cost little: the loop reads each step's loss right after anyway. (Where exactly MXNet's engine
+    lets the push run early was not found; oneDNN-layout arrays and the kvstore's zero-copy
+    buffers are the suspects.)
+    """
+    import mxnet as mx
+
+    class WaitingTrainer(mx.gluon.Trainer):
+        def _init_params(self):  # the broadcast of rank 0's parameters, inside the first step()
+            super()._init_params()
+            mx.nd.waitall()
+
+        def _allreduce_grads(self):  # push/pull of the gradients, inside step()
+            for param in self._params:
+                if param.grad_req != "null":
+                    for grad in param.list_grad():
+                        grad.wait_to_read()
+            super()._allreduce_grads()
+
+    return WaitingTrainer(params, optimizer, optimizer_params, kvstore=kv, update_on_kvstore=False)
+
+
+def model_fingerprint(net) -> str:
+    """A short SHA-1 of every parameter (first device's copy, in name order): two workers print the
+    same fingerprint exactly when they hold the same model."""
+    import mxnet as mx
+
+    mx.nd.waitall()
+    digest = hashlib.sha1()
+    for name, param in sorted(net.collect_params().items()):
+        digest.update(name.encode())
+        digest.update(param.list_data()[0].asnumpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def device_mean(param):
@@ -189,9 +243,44 @@ def launch_args(command: Sequence[str], *, num_workers: int, num_servers: int | 
         argv += ["-H", hostfile]
     if sync_dst_dir:
         argv += ["--sync-dst-dir", sync_dst_dir]
-    for name in env:
+    for name in [*env, *([COMMAND_VARIABLE] if launcher in ("ssh", "mpi") else [])]:
         argv += ["--env", name]
-    return argv + list(command)
+    entry = worker_entry()
+    if launcher == "ssh" and any(shlex.quote(w) != w for w in entry):
+        raise ValueError(f"the Python path {entry[0]!r} has characters the ssh launcher cannot pass through its "
+                         "two shells; use a Python installed at a plain path")
+    return argv + [shlex.quote(word) for word in entry]
+
+
+def worker_entry() -> list[str]:
+    """What the launcher runs in every process: this module, which execs the encoded command."""
+    return [sys.executable, "-m", "fashionai.training.distributed"]
+
+
+def encode_command(command: Sequence[str]) -> str:
+    """The command as URL-safe base64 of its JSON: letters, digits, `-_=` only, so it passes any
+    shell (ssh's `export NAME=value`) unchanged."""
+    return base64.urlsafe_b64encode(json.dumps([str(w) for w in command]).encode()).decode()
+
+
+def decode_command(text: str) -> list[str]:
+    """The inverse of `encode_command`; ValueError for anything else."""
+    try:
+        command = json.loads(base64.urlsafe_b64decode(text.encode()).decode())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{COMMAND_VARIABLE} is not a command encoded by `fashionai launch` ({err})") from None
+    if not isinstance(command, list) or not command or not all(isinstance(w, str) for w in command):
+        raise ValueError(f"{COMMAND_VARIABLE} does not hold a command line")
+    return command
+
+
+def exec_launched_command() -> None:
+    """Replace this process by the command `fashionai launch` encoded (the launcher's workers,
+    servers and scheduler all run this)."""
+    if COMMAND_VARIABLE not in os.environ:
+        raise SystemExit(f"{COMMAND_VARIABLE} is not set: this module is run by `fashionai launch`")
+    command = decode_command(os.environ[COMMAND_VARIABLE])
+    os.execvp(command[0], command)
 
 
 def launch(command: Sequence[str], **kw) -> None:
@@ -202,10 +291,18 @@ def launch(command: Sequence[str], **kw) -> None:
     """
     argv = launch_args(command, **kw)
     _patch_tracker()
-    log.info("launching: %s", " ".join(argv[1:]))
-    saved = sys.argv
-    sys.argv = argv
+    log.info("launching %s with: %s", shlex.join(command), " ".join(argv[1:]))
+    saved, saved_env = sys.argv, os.environ.get(COMMAND_VARIABLE)
+    sys.argv, os.environ[COMMAND_VARIABLE] = argv, encode_command(command)
     try:
         runpy.run_path(argv[0], run_name="__main__")
     finally:
         sys.argv = saved
+        if saved_env is None:
+            os.environ.pop(COMMAND_VARIABLE, None)
+        else:
+            os.environ[COMMAND_VARIABLE] = saved_env
+
+
+if __name__ == "__main__":
+    exec_launched_command()

@@ -22,13 +22,13 @@ from fashionai.core.devices import resolve_devices
 from fashionai.model import build_net, head_attr
 from fashionai.training.config import TrainConfig, check_config, run_folder
 from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, is_distributed,
-                                            worker_info)
+                                            dist_trainer, model_fingerprint, worker_info)
 from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
 from fashionai.training.heads import head_for
 from fashionai.training.loaders import make_loaders
 from fashionai.training.loop import class_weights, train_one_epoch, val_metrics
-from fashionai.training.rundir import (BEST_METRIC, FitState, RunWriter, load_checkpoint, log_to, prepare_run_dir,
-                                       read_checkpoint, read_metrics)
+from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
+from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -76,8 +76,7 @@ def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: in
         # Workers update locally from the summed gradients (update_on_kvstore=False): the servers
         # then never unpickle the optimizer, whose GluonCV LR schedule they could not import, and
         # the trainer's states stay saveable for --resume. Same result as updating on the servers.
-        return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kv,
-                                update_on_kvstore=False)
+        return dist_trainer(net.collect_params(), config.optimizer, params, kv)
     kvstore = config.kvstore if num_devices > 1 else None
     return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
 
@@ -214,15 +213,18 @@ def _start(config: TrainConfig, run_dir: Path, ctx: Sequence, kv, info: WorkerIn
     seed_everything(config.seed)
     start_amp(config.dtype)
     loaders = make_loaders(config, len(ctx), info)
+    resuming = bool(config.resume) and (run_dir / CHECKPOINT).is_file()
+    if config.resume and not resuming:
+        log.warning("%s has no checkpoint (no epoch of it finished): starting it from epoch 0", run_dir)
     net = build_net(config.model, config.num_classes, ctx=ctx, download=config.download,
-                    pretrained="none" if config.resume else config.pretrained, root=config.mxnet_home or None)
+                    pretrained="none" if resuming else config.pretrained, root=config.mxnet_home or None)
     frozen = freeze_backbone(net) if config.freeze_backbone else None
-    state = read_checkpoint(run_dir) if config.resume else FitState()
+    state = read_checkpoint(run_dir).state if resuming else FitState()
     stage = head_stage(net, config, ctx) if state.epoch < config.epochs else None
     iters = stage.iters_per_epoch() if stage is not None else len(loaders[0])
     trainer = stage_trainer(net, config, state.epoch, iters, len(ctx), kv, frozen)
-    if config.resume:
-        load_checkpoint(run_dir, net, trainer, ctx)
+    if resuming:
+        restore(run_dir, net, trainer, ctx)
         seed_everything(config.seed + state.epoch)  # a fresh but reproducible stream per resume point
         log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state.epoch - 1,
                  BEST_METRIC, state.best_score, state.best_epoch)
@@ -249,6 +251,7 @@ def _epoch(f: Fitting, epoch: int) -> dict:
                                                  f.weights, f.info.num_workers)}
         if f.averager is not None:
             f.averager.average()  # same BatchNorm statistics on every worker: same val metrics
+            log.info("epoch %d: worker %d holds model %s", epoch, f.info.rank, model_fingerprint(f.net))
         elif len(f.ctx) > 1:
             average_devices(f.net)
         row.update(f.head.validate(f.net, val_loader, f.ctx, config.batch_size * len(f.ctx), val_labels))

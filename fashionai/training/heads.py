@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashionai.core.io import atomic_save, write_json
+from fashionai.core.io import atomic_save, building, write_json
 from fashionai.core.tasks import num_classes
 from fashionai.data.loaders import ItemsDataset, image_folder, split_dir
 from fashionai.data.manifest import label_strings
 from fashionai.model import head_attr, make_net
 from fashionai.training.config import TrainConfig, multitask_tasks
 from fashionai.training.loop import predict_loader, soft_targets, val_metrics, validate
-from fashionai.training.rundir import save_config, write_metrics
+from fashionai.training.rundir import SPLIT_INFO, check_free, save_config, write_metrics
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -196,29 +196,32 @@ def slice_head(params: dict, head: str, start: int, k: int) -> dict:
 
 
 def split_run(run_dir: Path, config: TrainConfig, rows: Sequence[dict]) -> dict[str, Path]:
-    """Write one single-task run per task next to the multi-task run; returns {task: run dir}."""
+    """Write one single-task run per task next to the multi-task run; returns {task: run dir}.
+
+    Each per-task folder is built aside and swapped in whole; all of them are checked first, so a
+    folder another run took meanwhile stops the split before anything is replaced."""
     import mxnet as mx
 
     layout = HeadLayout.of(config.tasks)
+    targets = {task: Path(config.out) / task / config.name for task in layout.tasks}
+    for target in targets.values():
+        check_free(target, owner=run_dir)
     head = head_attr(make_net(config.model, layout.total))
     weights = {name: mx.nd.load(str(run_dir / f"{name}.params")) for name in ("best", "last")
                if (run_dir / f"{name}.params").is_file()}
-    runs = {}
-    for task, start, k in zip(layout.tasks, layout.offsets, layout.sizes):
-        out = Path(config.out) / task / config.name
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config.replace(task=task, tasks="", num_classes=k, resume=""), out)
-        for name, params in weights.items():
-            sliced = slice_head(params, head, start, k)
-            atomic_save(out / f"{name}.params", lambda f, p=sliced: mx.nd.save(f, p))
-        write_metrics([{**r, **{m: r[f"{m}/{task}"] for m in ("val_loss", "val_acc", "val_map",
-                                                               "val_basic_precision") if f"{m}/{task}" in r}}
-                       for r in rows], out)
-        best = max((r for r in rows if f"val_map/{task}" in r), key=lambda r: r["val_map"], default=None)
-        info = {"multitask_run": str(run_dir), "tasks": list(layout.tasks), "head_rows": [start, start + k],
-                "best_epoch": best["epoch"] if best else None,
-                "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}
-        write_json(out / "multitask.json", info)
-        runs[task] = out
-    log.info("multi-task run split into %s", ", ".join(str(p) for p in runs.values()))
-    return runs
+    for (task, out), start, k in zip(targets.items(), layout.offsets, layout.sizes):
+        with building(out) as tmp:
+            save_config(config.replace(task=task, tasks="", num_classes=k, resume=""), tmp)
+            for name, params in weights.items():
+                sliced = slice_head(params, head, start, k)
+                atomic_save(tmp / f"{name}.params", lambda f, p=sliced: mx.nd.save(f, p))
+            write_metrics([{**r, **{m: r[f"{m}/{task}"] for m in ("val_loss", "val_acc", "val_map",
+                                                                   "val_basic_precision") if f"{m}/{task}" in r}}
+                           for r in rows], tmp)
+            best = max((r for r in rows if f"val_map/{task}" in r), key=lambda r: r["val_map"], default=None)
+            info = {"multitask_run": str(run_dir.resolve()), "tasks": list(layout.tasks),
+                    "head_rows": [start, start + k], "best_epoch": best["epoch"] if best else None,
+                    "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}
+            write_json(tmp / SPLIT_INFO, info)
+    log.info("multi-task run split into %s", ", ".join(str(p) for p in targets.values()))
+    return targets

@@ -1,11 +1,16 @@
-"""The run directory: its files, written atomically, and reading them back for a resume.
+"""The run directory: claimed for one run only, its files written atomically, read back for a resume.
 
 `<out>/<task>/<name>/` (docs/design.md): `config.json` (the resolved config: enough to rebuild the
 net), `train.log`, `metrics.csv` (one row per epoch), `best.params` (highest val mAP, the official
 FashionAI AP of `fashionai.core.metrics`), `last.params` + `last.states` (trainer: momentum, update
-count, LR schedule) + `checkpoint.json` (`FitState`: epoch, best score, early-stopping count),
-`curves.png`. Every file is written to a temporary name and renamed, and `checkpoint.json` last: it
-is the commit point a resume starts from.
+count, LR schedule) + `checkpoint.json` (fashionai.training.checkpoint: committed after every
+epoch), `curves.png`.
+
+A run folder belongs to one run: a new run never writes into a folder holding another run's files
+(a multi-task run checks the per-task folders it will be split into before it starts). A folder
+holding only what a run writes before its first epoch ends (`config.json`, `train.log`: the run
+failed or was killed early) can be taken over by a new run of the same name, or resumed from
+epoch 0, so a failed start never blocks its own name.
 """
 
 from __future__ import annotations
@@ -13,59 +18,73 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fashionai.core.io import atomic_save, atomic_write, csv_text, write_json
+from fashionai.core.io import atomic_write, csv_text, write_json
 from fashionai.core.plots import save_curves
-from fashionai.training.config import ARCH_FIELDS, TrainConfig, run_folder
+from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit
+from fashionai.training.config import ARCH_FIELDS, TrainConfig, multitask_tasks, run_folder
 
 log = logging.getLogger(__name__)
 
-BEST_METRIC = "val_map"  # official FashionAI AP on the val split; ties keep the earlier epoch
 METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_map", "val_basic_precision",
     "img_per_s", "epoch_s",
 )
+STARTED_FILES = frozenset({"config.json", "train.log"})  # what a run has before its first epoch ends
+SPLIT_INFO = "multitask.json"  # a per-task run split from a multi-task run names it here
+FAST_EPOCH_S = 1.0  # epochs shorter than this are checkpointed at most every `every_s` seconds
 
 
-@dataclass
-class FitState:
-    """Where a run stands after an epoch: what `checkpoint.json` commits and a resume starts from."""
+def run_targets(config: TrainConfig) -> list[Path]:
+    """Every run folder a config will write: its own, and for a multi-task net the per-task runs
+    it is split into at the end."""
+    targets = [run_folder(config)]
+    if config.tasks:
+        targets += [Path(config.out) / task / config.name for task in multitask_tasks(config.tasks)]
+    return targets
 
-    epoch: int = 0  # the next epoch to run
-    metric: str = BEST_METRIC
-    best_score: float = math.nan
-    best_epoch: int = -1
-    bad_epochs: int = 0  # epochs since the best one (early stopping)
 
-    def record(self, epoch: int, score: float) -> bool:
-        """Account for a finished epoch's score; True when it is the best so far."""
-        improved = not math.isnan(score) and (math.isnan(self.best_score) or score > self.best_score)
-        if improved:
-            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
-        else:
-            self.bad_epochs += 1
-        self.epoch = epoch + 1
-        return improved
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def check_free(path: Path, owner: Path | None = None) -> None:
+    """FileExistsError unless `path` can take a new run: missing, empty, holding only what a run
+    writes before its first epoch ends, or (with `owner`) a per-task run split from `owner`."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise FileExistsError(f"{path} exists and is not a run folder; pick another --name or --out")
+    names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    if names <= STARTED_FILES:
+        if names:
+            log.warning("%s holds an earlier start of a run that finished no epoch: this run takes it over",
+                        path)
+        return
+    if owner is not None and (path / SPLIT_INFO).is_file():
+        made_by = json.loads((path / SPLIT_INFO).read_text()).get("multitask_run")
+        if isinstance(made_by, str) and Path(made_by).resolve() == owner.resolve():
+            return
+    raise FileExistsError(f"{path} already holds a run; pick another --name, or continue it with --resume {path}")
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:
-    """Create the run directory (a new run must not reuse a non-empty one) and save the config."""
+    """Claim the run's folders before anything is trained (`check_free`), then save the config."""
     run_dir = run_folder(config)
     if config.resume:
         saved = TrainConfig.load(run_dir / "config.json")
         changed = [f for f in ARCH_FIELDS if getattr(saved, f) != getattr(config, f)]
         if changed:
             raise ValueError(f"--resume {run_dir}: cannot change {changed} of a run; start a new run instead")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir} already holds a run; pick another --name or --resume {run_dir}")
+        if saved.name != config.name or saved.out != config.out:
+            raise ValueError(f"--resume {run_dir}: cannot change the run's name or --out")
+        if not (run_dir / CHECKPOINT).is_file():  # only a start that finished no epoch begins again
+            try:
+                check_free(run_dir)
+            except FileExistsError:
+                raise FileExistsError(f"--resume {run_dir}: it has no {CHECKPOINT} but holds a run's files (a "
+                                      "run split from a multi-task run cannot be resumed); train a new run "
+                                      "with another --name") from None
+    for target in run_targets(config):
+        if target != run_dir or not config.resume:
+            check_free(target, owner=run_dir if config.resume else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir)
     return run_dir
@@ -96,73 +115,40 @@ def best_row(rows: Sequence[dict]) -> dict:
     return max(rows, key=lambda r: (r[BEST_METRIC] == r[BEST_METRIC], r[BEST_METRIC]))
 
 
-def save_checkpoint(net, trainer, state: FitState, run_dir: Path) -> None:
-    """last.params, last.states, then checkpoint.json (the commit point of a resume)."""
-    atomic_save(run_dir / "last.params", net.save_parameters)
-    atomic_save(run_dir / "last.states", trainer.save_states)
-    write_json(run_dir / "checkpoint.json", state.to_dict())
-
-
-def read_checkpoint(run_dir: Path) -> FitState:
-    """checkpoint.json: the epoch to resume at, the best score, the early-stopping count."""
-    path = run_dir / "checkpoint.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from (did the first epoch finish?)")
-    saved = json.loads(path.read_text())
-    return FitState(**{**saved, "best_score": math.nan if saved.get("best_score") is None else saved["best_score"]})
-
-
-def load_checkpoint(run_dir: Path, net, trainer, ctx: Sequence) -> FitState:
-    """Restore weights and trainer state (momentum, update count); returns checkpoint.json.
-
-    last.states pickles the whole optimizer, LR schedule included, so a resume with more --epochs
-    would follow the old, shorter schedule's tail; the trainer keeps this config's schedule instead,
-    which then continues from the saved update count.
-    """
-    state = read_checkpoint(run_dir)
-    net.load_parameters(str(run_dir / "last.params"), ctx=list(ctx))
-    schedule = trainer.optimizer.lr_scheduler
-    trainer.load_states(str(run_dir / "last.states"))
-    trainer.optimizer.lr_scheduler = schedule
-    return state
-
-
 class RunWriter:
-    """Writes the run directory after each epoch, at most every `every_s` seconds for fast epochs.
+    """Writes the run directory as epochs finish.
 
-    metrics.csv is rewritten every epoch; the checkpoint, best.params and curves.png (a matplotlib
-    figure: ~0.3 s) only when `every_s` has passed since the last write and at the end, so
-    sub-second epochs (head training on cached features) are not dominated by file writes. The
-    best epoch's weights are kept in memory until then, so best.params is still that epoch's.
+    metrics.csv is rewritten and a checkpoint committed after every epoch, except that epochs
+    shorter than FAST_EPOCH_S (head training on cached features) are committed at most every
+    `every_s` seconds, so file writes do not dominate them; the first epoch of a process and the last
+    of the run are always committed. curves.png (a matplotlib figure: ~0.3 s) is drawn at most every
+    `every_s` seconds and at the end. The best epoch's weights are kept in memory until the next
+    commit, so best.params is always that epoch's.
     """
 
     def __init__(self, run_dir: Path, every_s: float = 10.0):
         self.run_dir, self.every_s = run_dir, every_s
-        self.last_write = time.time()
+        self.last_commit = self.last_curves = -float("inf")
         self.best: dict | None = None
+        self.committed = -1  # state.epoch of the last commit
 
     def epoch_done(self, net, trainer, state: FitState, rows: list[dict], improved: bool) -> None:
         write_metrics(rows, self.run_dir)
         if improved:
             # structural names and reduced values: what save_parameters would write now
             self.best = {k: p._reduce() for k, p in net._collect_params_with_prefix().items()}
-        if time.time() - self.last_write >= self.every_s:
+        fast = rows[-1]["epoch_s"] < FAST_EPOCH_S
+        if not fast or time.time() - self.last_commit >= self.every_s:
             self.flush(net, trainer, state, rows)
 
     def flush(self, net, trainer, state: FitState, rows: list[dict], final: bool = False) -> None:
-        """best.params (if a better epoch came since), the checkpoint, curves.png."""
-        import mxnet as mx
-
-        if self.best is not None:
-            best = self.best
-            atomic_save(self.run_dir / "best.params", lambda f: mx.nd.save(f, best))
-            self.best = None
-        elif final and not (self.run_dir / "best.params").is_file():
-            atomic_save(self.run_dir / "best.params", net.save_parameters)  # every val mAP undefined
-        if rows:
-            save_checkpoint(net, trainer, state, self.run_dir)
+        """Commit the checkpoint (with best.params if a better epoch came since); curves.png when due."""
+        if rows and state.epoch != self.committed:
+            commit(self.run_dir, state, net, trainer, self.best)
+            self.best, self.last_commit, self.committed = None, time.time(), state.epoch
+        if rows and (final or time.time() - self.last_curves >= self.every_s):
             save_curves(rows, self.run_dir / "curves.png")
-        self.last_write = time.time()
+            self.last_curves = time.time()
 
 
 def log_to(run_dir: Path) -> logging.Handler:
