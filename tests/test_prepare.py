@@ -506,7 +506,7 @@ def test_out_holding_the_current_folder_or_the_data_root_fails_before_any_work(t
 
 
 def test_out_below_the_current_folder_given_relatively_works(tmp_path, monkeypatch):
-    root = _root(tmp_path, _balanced(1))
+    _root(tmp_path, _balanced(1))
     monkeypatch.chdir(tmp_path)
     summary = prepare("data", "prepared", workers=1)
     assert summary["out"] == "prepared" and (tmp_path / "prepared" / "manifest.csv").is_file()
