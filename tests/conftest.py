@@ -1,8 +1,8 @@
 """Shared fixtures and settings. Thread settings go first: MXNet reads OMP_NUM_THREADS once, at import."""
 
-from fashionai.core.runtime import configure_threads
+from fashionai.core.runtime import configure_runtime
 
-configure_threads()
+configure_runtime()
 
 
 # --- prepared_data (prepare) ---------------------------------------------------------------------

@@ -8,7 +8,6 @@ import pytest
 
 from fashionai import __version__
 from fashionai.cli import COMMANDS, build_parser, main
-from fashionai.core.runtime import configure_threads
 
 SUBCOMMANDS = ("demo-data", "prepare", "pack", "train", "evaluate", "predict", "submit", "check-submission",
                "export", "launch", "demo")
@@ -41,18 +40,12 @@ def test_a_stage_error_is_logged_and_exits_2(tmp_path, caplog):
     assert main(["train", "--epochs", "3"]) == 2 and "--task" in caplog.text
 
 
-def test_importing_the_cli_imports_no_mxnet_and_main_sets_the_threads_first():
-    code = ("import sys, os; os.environ.pop('OMP_NUM_THREADS', None); import fashionai.cli; "
-            "assert 'mxnet' not in sys.modules and 'gluoncv' not in sys.modules; "
-            "from fashionai.core.runtime import configure_threads; configure_threads(); "
-            "from fashionai.core.cpu import usable_cores; "
-            "assert os.environ['OMP_NUM_THREADS'] == str(usable_cores()); print('ok')")
+def test_importing_the_cli_imports_no_mxnet_and_main_logs_the_runtime_first(tmp_path):
+    code = ("import sys; import fashionai.cli; "
+            "assert 'mxnet' not in sys.modules and 'gluoncv' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
-
-
-def test_a_users_thread_setting_wins():
-    env = {"OMP_NUM_THREADS": "1"}
-    assert configure_threads(env) == {"OMP_NUM_THREADS": "1"} and env == {"OMP_NUM_THREADS": "1"}
-    env = {}
-    assert configure_threads(env)["OMP_NUM_THREADS"] == env["OMP_NUM_THREADS"] and int(env["OMP_NUM_THREADS"]) >= 1
+    done = subprocess.run([sys.executable, "-m", "fashionai", "check-submission", str(tmp_path / "s.csv"),
+                           "--questions", str(tmp_path / "q.csv")], capture_output=True, text=True)
+    first = done.stderr.splitlines()[0]
+    assert "runtime: OMP_NUM_THREADS=" in first and "GOMP_SPINCOUNT=" in first and "DNNL_MAX_CPU_ISA=" in first

@@ -80,7 +80,9 @@ def _agreement(probs, ref):
 def test_fp32_precision_is_the_plain_net(run_copy, images, fp32_probs):
     net, _ = nets.load_net(run_copy, "fp32", ctx=mx.cpu())
     probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu(), batch_size=16)
-    np.testing.assert_allclose(probs, fp32_probs, atol=1e-6)  # other batch shapes: other summation order
+    # other batch shapes: other kernels and summation order (measured up to 3.8e-6 with oneDNN's AMX
+    # ISA, which also changes the FP32 kernels it picks; 1e-6 without)
+    np.testing.assert_allclose(probs, fp32_probs, atol=1e-5)
     assert nets.precision_of(net) == "fp32" and nets.fused_ops(net, 32) == []
     assert len(images) == 66  # 60 train + 6 val: what the tolerances above were measured on
 

@@ -3,8 +3,8 @@
 Each subcommand has an `add_<name>` (its flags, a view of the stage's config) and a `_cmd_<name>`
 (calls the stage's library functions), grouped by what they work on: data_commands (demo-data,
 prepare, pack), train_command, run_commands (evaluate, predict, submit, check-submission, export),
-job_commands (launch, demo). No stage module imports MXNet at import time, so `main` can set the
-thread settings (fashionai.core.runtime) before anything imports it.
+job_commands (launch, demo). No stage module imports MXNet at import time, so `main` can make the
+runtime settings (threads, spin policy, AMX: fashionai.core.runtime) before anything imports it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fashionai.cli.data_commands import add_demo_data, add_pack, add_prepare
 from fashionai.cli.job_commands import add_demo, add_launch
 from fashionai.cli.run_commands import add_check_submission, add_evaluate, add_export, add_predict, add_submit
 from fashionai.cli.train_command import add_train, train_config
-from fashionai.core.runtime import configure_threads
+from fashionai.core.runtime import configure_runtime, log_runtime
 
 __all__ = ["build_parser", "main", "predict_kw", "setup_logging", "train_config"]
 
@@ -56,11 +56,10 @@ def setup_logging(verbose: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    threads = configure_threads()
+    settings = configure_runtime()
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    log.info("threads: %s (set before MXNet is imported; export OMP_NUM_THREADS to change)",
-             ", ".join(f"{k}={v}" for k, v in threads.items()))
+    log_runtime(settings)
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -1,35 +1,143 @@
-"""Process-wide settings that must be in place before MXNet is imported."""
+"""Process-wide settings that must be in place before MXNet is imported: the OpenMP thread count,
+OpenMP's spin policy, and oneDNN's AMX kernels on CPUs that have them.
+
+Every process that runs MXNet kernels calls `configure_runtime` first (the command line does, and
+so do the launcher's workers, which run the command line, the benchmarks' children and the test
+suite); a setting the user made in the environment always wins, and `log_runtime` says once what
+applies and why.
+
+- Threads: MXNet starts OpenMP with half the processors (1 thread on a 2-core machine); the core
+  count roughly doubles CPU throughput.
+- Spin policy: GNU OpenMP threads spin-wait between kernels. When other processes compete for the
+  cores (another job, a test, the loader's own workers), spinning threads burn the time slices the
+  working threads need, and throughput collapses far below a fair share. `GOMP_SPINCOUNT` bounds
+  the spin (bench/bench_contention.py measures it).
+- AMX: MXNet 1.9.1's oneDNN 2.4.4 uses its AMX (BF16 / INT8 tile) kernels only when
+  `DNNL_MAX_CPU_ISA=AVX512_CORE_AMX` is set before the first oneDNN primitive, and Linux gives a
+  process AMX tile state only after it asks (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+  which this oneDNN does not do: the ISA setting alone dies with SIGILL). Both are done here,
+  per process (a forked child inherits the permission; an exec'd one asks again by running this).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 
-from fashionai.core.cpu import usable_cores
+from fashionai.core.cpu import cpu_flags, usable_cores
 
 log = logging.getLogger(__name__)
 
-# MXNet starts OpenMP with half the processors by default (1 thread on a 2-core machine); setting
-# OMP_NUM_THREADS to the core count before `import mxnet` roughly doubles CPU throughput.
-THREAD_VARIABLES = ("OMP_NUM_THREADS",)
+THREADS = "OMP_NUM_THREADS"
+SPIN = "GOMP_SPINCOUNT"
+SPIN_VARIABLES = (SPIN, "OMP_WAIT_POLICY")  # either one set by the user: the spin policy is theirs
+DEFAULT_SPINCOUNT = "10000"  # chosen by measurement: bench/bench_contention.py, bench/RESULTS.md
+ISA = "DNNL_MAX_CPU_ISA"
+AMX_ISA = "AVX512_CORE_AMX"
+AMX_SWITCH = "FASHIONAI_AMX"  # "0" (or off/no/false) keeps oneDNN's default ISA
+AMX_FLAGS = frozenset({"amx_tile", "amx_bf16"})
+SYS_ARCH_PRCTL = 158  # x86-64
+ARCH_REQ_XCOMP_PERM = 0x1023
+XFEATURE_XTILEDATA = 18
 
 
-def configure_threads(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Set OMP_NUM_THREADS to the usable core count unless the user set it; return what applies.
+@dataclass(frozen=True)
+class Setting:
+    """One runtime setting as it applies to this process, and why."""
 
-    Must run before the first `import mxnet` in the process: MXNet reads it once, at import.
+    name: str
+    value: str
+    reason: str
+
+
+def configure_threads(env: MutableMapping[str, str] | None = None) -> Setting:
+    """OMP_NUM_THREADS = the usable core count, unless the user set it."""
+    env = os.environ if env is None else env
+    if THREADS in env:
+        return Setting(THREADS, env[THREADS], "set by you")
+    env[THREADS] = str(usable_cores())
+    return Setting(THREADS, env[THREADS], "the usable cores (MXNet's own default is half of them)")
+
+
+def configure_spin(env: MutableMapping[str, str] | None = None) -> Setting:
+    """A bounded OpenMP spin (GOMP_SPINCOUNT), unless the user chose a spin policy."""
+    env = os.environ if env is None else env
+    mine = [name for name in SPIN_VARIABLES if name in env]
+    if mine:
+        return Setting(SPIN, env.get(SPIN, "-"), f"your {', '.join(f'{n}={env[n]}' for n in mine)} applies")
+    env[SPIN] = DEFAULT_SPINCOUNT
+    return Setting(SPIN, DEFAULT_SPINCOUNT, "spin briefly, then sleep: a fair share of the cores when "
+                                            "other processes compete for them")
+
+
+def amx_wanted(env: MutableMapping[str, str], flags: set[str], machine: str, system: str) -> tuple[bool, str]:
+    """(whether to turn AMX on, why): on Linux x86-64 CPUs with AMX tiles and AMX BF16, unless the
+    user switched it off or chose oneDNN's ISA themselves."""
+    if env.get(AMX_SWITCH, "").strip().lower() in ("0", "off", "no", "false"):
+        return False, f"off: {AMX_SWITCH}={env[AMX_SWITCH]}"
+    if ISA in env:
+        return False, f"your {ISA}={env[ISA]} applies"
+    if system != "Linux" or machine not in ("x86_64", "AMD64"):
+        return False, f"off: AMX is requested from Linux on x86-64, this is {system} on {machine}"
+    missing = sorted(AMX_FLAGS - flags)
+    if missing:
+        return False, f"off: this CPU has no {', '.join(missing)}"
+    return True, "on: oneDNN's AMX kernels for BF16 and INT8"
+
+
+def request_amx() -> tuple[bool, str]:
+    """Ask Linux for AMX tile state for this process: (granted, reason when not)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        done = libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    except (OSError, AttributeError) as err:
+        return False, f"arch_prctl is not callable here ({err})"
+    if done != 0:
+        errno = ctypes.get_errno()
+        return False, f"arch_prctl(ARCH_REQ_XCOMP_PERM) failed: {os.strerror(errno)} (an older kernel?)"
+    return True, ""
+
+
+def configure_amx(env: MutableMapping[str, str] | None = None, *, flags: set[str] | None = None,
+                  request=request_amx) -> Setting:
+    """Turn oneDNN's AMX kernels on where `amx_wanted` says so and Linux grants the tile state.
+
+    A user's own `DNNL_MAX_CPU_ISA` naming AMX still needs the permission, so it is requested then
+    too (without it oneDNN's AMX kernels die with SIGILL); where the request fails nothing is set.
     """
     env = os.environ if env is None else env
-    cores = usable_cores()
-    resolved = {}
-    for name in THREAD_VARIABLES:
-        if name not in env:
-            env[name] = str(cores)
-        resolved[name] = env[name]
-    return resolved
+    flags = cpu_flags() if flags is None else flags
+    wanted, why = amx_wanted(env, flags, platform.machine(), platform.system())
+    if not wanted and "AMX" in env.get(ISA, "").upper():
+        granted, failure = request()
+        return Setting(ISA, env[ISA], why if granted else f"{why}, but {failure}: expect SIGILL in AMX kernels")
+    if not wanted:
+        return Setting(ISA, env.get(ISA, "-"), why)
+    granted, failure = request()
+    if not granted:
+        log.debug("AMX stays off: %s", failure)
+        return Setting(ISA, "-", f"off: {failure}")
+    env[ISA] = AMX_ISA
+    return Setting(ISA, AMX_ISA, why)
+
+
+def configure_runtime(env: MutableMapping[str, str] | None = None) -> list[Setting]:
+    """Every setting, in the order they are made; call before the first `import mxnet`."""
+    if mxnet_already_imported():
+        log.warning("MXNet was imported before the runtime settings: threads, spin policy and AMX may not apply")
+    return [configure_threads(env), configure_spin(env), configure_amx(env)]
+
+
+def log_runtime(settings: list[Setting]) -> None:
+    """One log line saying what applies and why."""
+    log.info("runtime: %s", "; ".join(f"{s.name}={s.value} ({s.reason})" for s in settings))
 
 
 def mxnet_already_imported() -> bool:
-    """True when MXNet was imported before the thread settings could take effect."""
+    """True when MXNet was imported before the runtime settings could take effect."""
     return "mxnet" in sys.modules

@@ -1,0 +1,107 @@
+"""Runtime settings made before MXNet is imported: threads, the spin policy, AMX. The decisions are
+checked on given environments and CPU flags (a user's setting always wins); on a machine with AMX,
+BF16 outputs with AMX on are checked against the same outputs with it off."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fashionai.core import runtime
+from fashionai.core.cpu import cpu_flags, usable_cores
+
+AMX_CPU = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+GRANTED = lambda: (True, "")  # noqa: E731
+REFUSED = lambda: (False, "arch_prctl(ARCH_REQ_XCOMP_PERM) failed: Invalid argument")  # noqa: E731
+
+
+def test_threads_default_to_the_cores_and_the_users_setting_wins():
+    env = {}
+    assert runtime.configure_threads(env).value == env["OMP_NUM_THREADS"] == str(usable_cores())
+    env = {"OMP_NUM_THREADS": "1"}
+    assert runtime.configure_threads(env) == runtime.Setting("OMP_NUM_THREADS", "1", "set by you")
+    assert env == {"OMP_NUM_THREADS": "1"}
+
+
+def test_the_spin_is_bounded_unless_the_user_chose_a_policy():
+    env = {}
+    assert runtime.configure_spin(env).value == env["GOMP_SPINCOUNT"] == runtime.DEFAULT_SPINCOUNT
+    for mine in ({"GOMP_SPINCOUNT": "0"}, {"OMP_WAIT_POLICY": "PASSIVE"}):
+        env = dict(mine)
+        assert "applies" in runtime.configure_spin(env).reason and env == mine
+
+
+def test_amx_is_turned_on_only_on_linux_x86_64_cpus_with_amx_and_no_user_setting(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    env = {}
+    setting = runtime.configure_amx(env, flags=AMX_CPU, request=GRANTED)
+    assert env == {"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"} and setting.reason.startswith("on")
+    for flags in ({"avx512f", "avx512_bf16"}, {"amx_tile"}, set()):  # no AMX, or tiles without BF16
+        env = {}
+        assert "this CPU has no" in runtime.configure_amx(env, flags=flags, request=GRANTED).reason and env == {}
+    for off in ("0", "off", "no"):
+        env = {"FASHIONAI_AMX": off}
+        assert runtime.configure_amx(env, flags=AMX_CPU, request=GRANTED).reason.startswith("off: FASHIONAI_AMX")
+        assert "DNNL_MAX_CPU_ISA" not in env
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
+    env = {}
+    assert "x86-64" in runtime.configure_amx(env, flags=AMX_CPU, request=GRANTED).reason and env == {}
+
+
+def test_a_users_isa_wins_and_still_gets_the_permission_amx_needs(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    asked = []
+    env = {"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"}
+    setting = runtime.configure_amx(env, flags=AMX_CPU, request=lambda: asked.append(1) or (True, ""))
+    assert env == {"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"} and "your" in setting.reason and not asked
+    env = {"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}
+    runtime.configure_amx(env, flags=AMX_CPU, request=lambda: asked.append(1) or (True, ""))
+    assert asked == [1] and env == {"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}
+
+
+def test_a_refused_request_keeps_the_default_isa(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    env = {}
+    setting = runtime.configure_amx(env, flags=AMX_CPU, request=REFUSED)
+    assert env == {} and setting.reason.startswith("off: arch_prctl")
+
+
+BF16_NET = """
+import json, sys
+from fashionai.core.runtime import configure_runtime
+print(json.dumps([s.__dict__ for s in configure_runtime()]), file=sys.stderr)
+import mxnet as mx, numpy as np
+from mxnet.contrib import amp
+from gluoncv.model_zoo import get_model
+mx.random.seed(0)
+net = get_model("mobilenet0.25", classes=6)
+net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+net.hybridize(static_alloc=True, static_shape=True)
+x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, size=(8, 3, 64, 64)))
+net(x).wait_to_read()
+bf16 = amp.convert_hybrid_block(net, target_dtype="bfloat16", cast_optional_params=True, ctx=mx.cpu())
+out = mx.nd.amp_cast(bf16(x), dtype="float32").asnumpy()
+np.save(sys.argv[1], out)
+"""
+
+
+@pytest.mark.skipif(not {"amx_tile", "amx_bf16"} <= cpu_flags(), reason="this CPU has no AMX")
+def test_bf16_outputs_with_amx_on_equal_those_with_it_off(tmp_path):
+    """Same net, same input, a process each: AMX changes which kernels run, not the numbers."""
+    import numpy as np
+
+    outs = {}
+    for name, switch in (("on", "1"), ("off", "0")):
+        env = {k: v for k, v in __import__("os").environ.items() if k != "DNNL_MAX_CPU_ISA"}
+        done = subprocess.run([sys.executable, "-c", BF16_NET, str(tmp_path / name)],
+                              env={**env, "FASHIONAI_AMX": switch}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        settings = {s["name"]: s for s in json.loads(done.stderr.splitlines()[0])}
+        assert settings["DNNL_MAX_CPU_ISA"]["value"] == ("AVX512_CORE_AMX" if name == "on" else "-")
+        outs[name] = np.load(tmp_path / f"{name}.npy")
+    np.testing.assert_allclose(outs["on"], outs["off"], rtol=2e-2, atol=1e-2)
+    assert np.abs(outs["on"]).max() > 0
