@@ -21,9 +21,7 @@ run never mixes with an earlier one and a failed run leaves nothing behind.
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashionai.core.annotations import (AnnotationError, CsvLine, image_path_problem, parse_label_line,
-                                        read_csv_lines)
+from fashionai.core.annotations import AnnotationError, CsvLine, image_path_problem, parse_label_line, read_csv_lines
 from fashionai.core.cpu import usable_cores
 from fashionai.core.io import atomic_write, building, check_replaceable, write_json, write_marker
 from fashionai.core.tasks import TASK_NAMES, TASKS, check_task, expand_tasks, num_classes
 from fashionai.data.imagecheck import check_image, strict_pillow
 from fashionai.data.manifest import MANIFEST, manifest_text
+from fashionai.data.placement import place_all
 from fashionai.data.split import stratified_split
 
 log = logging.getLogger(__name__)
@@ -244,17 +242,6 @@ def _name_files(rows: Iterable[Row]) -> None:
         row.prepared_path = f"{row.task}/{row.split}/{row.class_index}/{name}"
 
 
-def _place(mode: str, src: Path, dst: Path) -> None:
-    """Put the file `src` (resolved: never a link) at `dst`: a link costs no space and no time; a copy
-    is the last resort."""
-    if mode == "hardlink":
-        os.link(src, dst)
-    elif mode == "symlink":
-        os.symlink(src, dst)
-    else:
-        shutil.copy2(src, dst)
-
-
 def _make_class_folders(tmp: Path, tasks: Iterable[str]) -> None:
     """Create every class folder, even empty: ImageFolderDataset numbers classes by folder order,
     so a missing folder would shift the labels of all later classes."""
@@ -265,38 +252,10 @@ def _make_class_folders(tmp: Path, tasks: Iterable[str]) -> None:
 
 
 def _link_all(rows: Sequence[Row], data_root: Path, tmp: Path) -> str:
-    """Place every ok row's image in `tmp`, each by the cheapest way that works for it; return the
-    way (or the mix of ways, with counts).
-
-    A symbolic link among the images is followed and the file it points to is placed, wherever it
-    lies: `os.link` on the link itself would hard-link the link, and a relative link then dangles
-    in the prepared root (training would crash mid-epoch). A file on another disk cannot be
-    hard-linked, so the way is chosen per image, not once per run.
-    """
+    """Place every ok row's image in `tmp` (fashionai.data.placement: links followed, the cheapest
+    way that works per image); return the way, or the mix of ways with counts."""
     todo = [row for row in rows if row.status == "ok"]
-    placed: Counter[str] = Counter()
-    refused: set[str] = set()
-    for row in tqdm(todo, desc="linking images", unit="img"):
-        src = (data_root / row.image_key).resolve(strict=True)
-        placed[_place_one(src, tmp / row.prepared_path, refused)] += 1
-    mode = ", ".join(f"{m} {n}" for m, n in placed.items()) if len(placed) > 1 else next(iter(placed), "none")
-    log.info("images placed by %s", mode)
-    return mode
-
-
-def _place_one(src: Path, dst: Path, refused: set[str]) -> str:
-    """Place one image by the cheapest way that works for it and return that way; the first refusal
-    of each way is logged (`refused` remembers which were)."""
-    for mode in ("hardlink", "symlink"):
-        try:
-            _place(mode, src, dst)
-            return mode
-        except OSError as err:  # other file system (EXDEV), no permission, no symlinks, ...
-            if mode not in refused:
-                refused.add(mode)
-                log.info("cannot %s %s into %s (%s); trying the next way", mode, src, dst.parent, err)
-    _place("copy", src, dst)
-    return "copy"
+    return place_all([(data_root / row.image_key, tmp / row.prepared_path) for row in todo])
 
 
 def _write_manifest(rows: Iterable[Row], path: Path) -> None:
