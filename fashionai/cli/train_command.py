@@ -57,7 +57,9 @@ TRAIN_HELP = {
     "mixup": ("mixup Beta(alpha, alpha); 0 = off", ("--mixup-alpha",)),
     "mixup_off_epochs": ("last epochs without mixup", ("--mixup-off-epoch",)),
     "balance": ("imbalanced classes: none, sampler (balanced draws) or weights (loss weights)", ()),
-    "min_scale": ("smallest random-resized-crop area share", ()),
+    "augment": ("training views: crop (the val view's scale at a random position, the Gluon FashionAI "
+                "tutorial's) or imagenet (GluonCV's random resized crop, area >= --min-scale)", ()),
+    "min_scale": ("--augment imagenet: smallest crop area share", ()),
     "jitter": ("colour jitter strength (0 = off)", ()),
     "lighting": ("PCA lighting noise (0 = off)", ()),
     "patience": ("early stop after this many epochs without a val mAP gain (0 = off)", ()),

@@ -185,20 +185,25 @@ def part_sizes(count: int, parts: int) -> list[int]:
     return [max(0, min(count, (r + 1) * step) - r * step) for r in range(parts)]
 
 
-def record_iter_args(data_shape: int, *, train: bool, min_scale: float = 0.08, jitter: float = 0.4,
-                     lighting: float = 0.1) -> dict:
-    """ImageRecordIter options matching `train_transform` / `eval_transform` (GluonCV
-    train_imagenet.py `--use-rec`): random resized crop (area [min_scale, 1], aspect [3/4, 4/3]),
-    mirror, colour jitter and PCA lighting for training; resize the short side to
-    data_shape / 0.875 and centre-crop for evaluation; both normalised with MEAN / STD on 0..255."""
+def record_iter_args(data_shape: int, *, train: bool, augment: str = "crop", min_scale: float = 0.08,
+                     jitter: float = 0.0, lighting: float = 0.0) -> dict:
+    """ImageRecordIter options matching `train_transform` / `eval_transform`: for training `crop`
+    (resize the short side to data_shape / 0.875, a random crop anywhere, mirror) or `imagenet`
+    (GluonCV train_imagenet.py `--use-rec`: random resized crop, area [min_scale, 1], aspect
+    [3/4, 4/3], mirror; MXNet's C++ crop falls back to a centre crop when a draw does not fit, as
+    the folder path's FittedResizedCrop does not), colour jitter and PCA lighting; for evaluation
+    the short side resized to data_shape / 0.875 and a centre crop; both normalised with MEAN / STD
+    on 0..255."""
     args = dict(data_shape=(3, data_shape, data_shape),
                 **{f"mean_{c}": 255 * m for c, m in zip("rgb", MEAN)},
                 **{f"std_{c}": 255 * s for c, s in zip("rgb", STD)})
     if not train:
         return {**args, "resize": resize_size(data_shape)}
+    colour = {"brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
+    if augment == "crop":
+        return {**args, "resize": resize_size(data_shape), "rand_crop": True, "rand_mirror": True, **colour}
     return {**args, "random_resized_crop": True, "min_random_area": min_scale, "max_random_area": 1.0,
-            "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True,
-            "brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
+            "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True, **colour}
 
 
 class RecordLoader:

@@ -8,6 +8,8 @@ for TTA mode `none` (fashionai.data.tta) and the RecordIO reader mirrors both
 
 from __future__ import annotations
 
+import math
+import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,17 +38,76 @@ def eval_transform(data_shape: int) -> mx.gluon.Block:
     ])
 
 
+AUGMENTS = ("crop", "imagenet")
+
+
+class RandomCropAtEvalScale:
+    """The val view's scale, anywhere in the image: resize the short side to `resize_size(S)` (as
+    the evaluation transform does), then an S x S crop at a uniformly random position over the
+    whole resized image (the Gluon FashionAI tutorial's `resize=256, rand_crop=True`). Every test
+    view (centre, corners, mirrors) is then a view training saw, at the same scale."""
+
+    def __init__(self, data_shape: int):
+        self.size, self.short = data_shape, resize_size(data_shape)
+
+    def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
+        import mxnet as mx
+
+        resized = mx.image.resize_short(image, self.short, interp=1)
+        return mx.image.random_crop(resized, (self.size, self.size))[0]
+
+
+class FittedResizedCrop:
+    """GluonCV's random resized crop (area share in `scale`, aspect in `ratio`, log-uniform), with
+    the aspect narrowed to what fits the image at the drawn area. MXNet's own falls back, after 10
+    draws that do not fit, to an unscaled centre patch of the output size: with `scale` near 1 that
+    was most crops (at min_scale 1.0, 80% of them a 64 px patch of a 200 px image)."""
+
+    def __init__(self, data_shape: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+        self.size, self.scale, self.log_ratio = data_shape, scale, (math.log(ratio[0]), math.log(ratio[1]))
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(x0, y0, crop width, crop height) of one draw (Python's `random`, seeded by `fit`)."""
+        area = random.uniform(*self.scale) * height * width
+        ratio = math.exp(random.uniform(*self.log_ratio))
+        ratio = min(max(ratio, area / height ** 2), width ** 2 / area)  # w = sqrt(area r) <= W, h <= H
+        w = min(width, max(1, round(math.sqrt(area * ratio))))
+        h = min(height, max(1, round(math.sqrt(area / ratio))))
+        return random.randint(0, width - w), random.randint(0, height - h), w, h
+
+    def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
+        import mxnet as mx
+
+        x0, y0, w, h = self.box(*image.shape[:2])
+        return mx.image.fixed_crop(image, x0, y0, w, h, (self.size, self.size), interp=1)
+
+
 def train_transform(
-    data_shape: int, *, min_scale: float = 0.08, jitter: float = 0.4, lighting: float = 0.1,
+    data_shape: int, *, augment: str = "crop", min_scale: float = 0.08, jitter: float = 0.0,
+    lighting: float = 0.0,
 ) -> mx.gluon.Block:
-    """The GluonCV ImageNet training augmentation: random resized crop, flip, colour jitter, PCA
-    lighting noise, normalise. `min_scale` is the smallest crop area share (0.08 in GluonCV)."""
+    """The training augmentation: `crop` (RandomCropAtEvalScale) or `imagenet` (GluonCV's ImageNet
+    recipe: FittedResizedCrop with area share >= `min_scale`), then a left-right flip, optional
+    colour jitter and PCA lighting noise, normalisation."""
     from mxnet.gluon.data.vision import transforms
 
-    steps = [transforms.RandomResizedCrop(data_shape, scale=(min_scale, 1.0)), transforms.RandomFlipLeftRight()]
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    crop = RandomCropAtEvalScale(data_shape) if augment == "crop" else FittedResizedCrop(data_shape, (min_scale, 1.0))
+    steps = [transforms.RandomFlipLeftRight()]
     if jitter > 0:
         steps.append(transforms.RandomColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
     if lighting > 0:
         steps.append(transforms.RandomLighting(lighting))
     steps += [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
-    return transforms.Compose(steps)
+    return Chain(crop, transforms.Compose(steps))
+
+
+class Chain:
+    """`second(first(x))`: the crops are plain callables, which gluon's Compose (Blocks only) refuses."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def __call__(self, image):
+        return self.second(self.first(image))

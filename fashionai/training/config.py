@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionai.core.tasks import check_task, expand_tasks, num_classes
+from fashionai.data.transforms import AUGMENTS
 from fashionai.data.tta import TTA_MODES
 from fashionai.training.distributed import is_distributed
 
@@ -27,6 +28,7 @@ CHOICES = {
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
     "dtype": ("float32", "bfloat16", "float16"),
     "cache_views": tuple(TTA_MODES),
+    "augment": AUGMENTS,
     "input": ("folder", "rec"),
 }
 ARCH_FIELDS = ("task", "tasks", "model", "data_shape", "num_classes")  # a resume must not change these
@@ -69,6 +71,7 @@ class TrainConfig:
     mixup: float = 0.0
     mixup_off_epochs: int = 0
     balance: str = "none"
+    augment: str = "imagenet"
     min_scale: float = 0.08
     jitter: float = 0.4
     lighting: float = 0.1
@@ -235,3 +238,8 @@ def check_input(config: TrainConfig) -> None:
                          "weighted sampler): use --balance weights, or --input folder")
     if config.tasks:
         raise ValueError("--tasks reads every task's class folders: use --input folder")
+
+
+def augmentation(config: TrainConfig) -> dict:
+    """The training augmentation's settings, as the folder and RecordIO loaders take them."""
+    return dict(augment=config.augment, min_scale=config.min_scale, jitter=config.jitter, lighting=config.lighting)

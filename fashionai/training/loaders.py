@@ -15,7 +15,7 @@ from fashionai.data.loaders import labels_of, make_loader, record_threads
 from fashionai.data.manifest import label_strings
 from fashionai.data.recordio import record_loader
 from fashionai.data.transforms import eval_transform, train_transform
-from fashionai.training.config import TrainConfig
+from fashionai.training.config import TrainConfig, augmentation
 from fashionai.training.distributed import ShardSampler, WorkerInfo
 from fashionai.training.heads import head_for
 
@@ -30,8 +30,7 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train_set, _ = head.dataset(config.prepared, "train")
     val_set, val_labels = head.dataset(config.prepared, "val")
     step = config.batch_size * num_devices
-    augment = train_transform(config.data_shape, min_scale=config.min_scale, jitter=config.jitter,
-                              lighting=config.lighting)
+    augment = train_transform(config.data_shape, **augmentation(config))
     train_labels = labels_of(train_set)
     sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
                if info.num_workers > 1 else None)
@@ -50,8 +49,7 @@ def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
     prepared, step = Path(config.prepared), config.batch_size * num_devices
     common = dict(data_shape=config.data_shape, workers=config.workers, seed=config.seed)
     train = record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
-                          num_workers=info.num_workers, min_scale=config.min_scale, jitter=config.jitter,
-                          lighting=config.lighting, **common)
+                          num_workers=info.num_workers, **augmentation(config), **common)
     val = record_loader(prepared, config.task, "val", step, train=False, **common)
     log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
              len(train.items), len(val.items), config.num_classes, record_threads(config.workers))
