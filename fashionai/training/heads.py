@@ -30,7 +30,7 @@ from fashionai.data.manifest import label_strings
 from fashionai.model import head_attr, make_net
 from fashionai.training.config import TrainConfig, multitask_tasks
 from fashionai.training.loop import predict_loader, soft_targets, val_metrics, validate
-from fashionai.training.rundir import SPLIT_INFO, check_free, save_config, write_metrics
+from fashionai.training.rundir import SPLIT_INFO, best_row, check_free, save_config, write_metrics
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -218,7 +218,8 @@ def split_run(run_dir: Path, config: TrainConfig, rows: Sequence[dict]) -> dict[
             write_metrics([{**r, **{m: r[f"{m}/{task}"] for m in ("val_loss", "val_acc", "val_map",
                                                                    "val_basic_precision") if f"{m}/{task}" in r}}
                            for r in rows], tmp)
-            best = max((r for r in rows if f"val_map/{task}" in r), key=lambda r: r["val_map"], default=None)
+            scored = [r for r in rows if f"val_map/{task}" in r]
+            best = best_row(scored) if scored else None  # the epoch best.params holds
             info = {"multitask_run": str(run_dir.resolve()), "tasks": list(layout.tasks),
                     "head_rows": [start, start + k], "best_epoch": best["epoch"] if best else None,
                     "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,8 +112,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 def best_row(rows: Sequence[dict]) -> dict:
-    """The metrics row of the best epoch (highest val mAP; NaN never wins; ties keep the earlier)."""
-    return max(rows, key=lambda r: (r[BEST_METRIC] == r[BEST_METRIC], r[BEST_METRIC]))
+    """The metrics row of the best epoch, by FitState.record's rule: the highest val mAP (NaN never
+    wins), then the lowest val loss, then the later epoch."""
+    def key(row: dict) -> tuple:
+        score, loss = row[BEST_METRIC], row.get("val_loss", math.nan)
+        return (not math.isnan(score), -math.inf if math.isnan(score) else score,
+                -math.inf if math.isnan(loss) else -loss, row["epoch"])
+    return max(rows, key=key)
 
 
 class RunWriter:
