@@ -56,10 +56,16 @@ def test_evaluate_run_glue_and_cli(tmp_path, monkeypatch, capsys):
     # p_max .8 y, .6 n, .5 m -> thresholds .8 -> 1, .6 -> 1/2, .5 -> 1/2
     assert report["official_ap"] == pytest.approx((1 + 1 / 2 + 1 / 2) / 3)
     assert report["task"] == "collar_design_labels" and report["tta"] == "flip"
+    # the gallery's rows, worst first by the true class's probability: b (.1 to class 2), d (.2 to 4), a (.8)
+    assert [(w["image"][-5:], w["true"], w["p_true"]) for w in report["worst"]] == [
+        ("b.jpg", "Peter Pan", 0.1), ("d.jpg", "Rib Collar", 0.2), ("a.jpg", "Invisible", 0.8)]
+    assert [w["predicted"] for w in report["worst"]] == ["Puritan Collar", "Shirt Collar", "Invisible"]
 
     assert main(["evaluate", "--run", str(run), "--tta", "none", "-b", "4", "--devices", "cpu"]) == 0
     assert "Shirt Collar" in capsys.readouterr().out
     assert (run / "eval_val.json").is_file() and (run / "eval_val_confusion.png").is_file()
+    # the images are gone (faked): the gallery still shows each mistake's caption
+    assert (run / "eval_val_mistakes.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
 
 

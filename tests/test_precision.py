@@ -139,7 +139,7 @@ def test_bf16_is_refused_naming_the_reason(run_copy, images, monkeypatch, capsys
     with pytest.raises(ValueError, match=r"bf16 is not supported on this machine: no avx512_bf16 on this CPU"):
         nets.load_net(run_copy, "bf16", ctx=mx.cpu())
     with pytest.raises(ValueError, match="no avx512_bf16"):
-        predict_run(run_copy, images[:2], precision="bf16")
+        predict_run(run_copy, images[:2], tta="none", precision="bf16")
     assert main(["predict", "--run", str(run_copy), "--images", str(images[0]), "--precision", "bf16"]) == 2
 
 
@@ -163,10 +163,11 @@ def test_cpu_precisions_are_refused_on_gpus():
 
 
 # --- auto -----------------------------------------------------------------------------------------
-def _row(name, img_s, val_map, supported=True):
+def _row(name, img_s, val_map, supported=True, agreement=1.0, mean_dp=0.0):
     if not supported:
         return {"precision": name, "supported": False, "reason": "no kernels"}
-    return {"precision": name, "supported": True, "reason": "", "img_s": img_s, "val_map": val_map}
+    return {"precision": name, "supported": True, "reason": "", "img_s": img_s, "val_map": val_map,
+            "argmax_agreement": agreement, "mean_abs_dp": mean_dp, "probe_images": 256}
 
 
 def test_pick_precision_takes_the_fastest_within_tolerance():
@@ -174,12 +175,22 @@ def test_pick_precision_takes_the_fastest_within_tolerance():
             _row("int8", 300, 0.790)]
     chosen, why = choice.pick_precision(rows, 0.005)
     assert chosen == "fused"
-    assert "int8 (val mAP 0.7900, -0.0100)" in why and "bf16 (not supported: no kernels)" in why
+    assert "int8 (val mAP -0.0100 beyond +-0.005)" in why and "bf16 (not supported: no kernels)" in why
+    assert [r["verdict"] for r in rows] == ["eligible, slower", "taken", "not supported: no kernels",
+                                            "val mAP -0.0100 beyond +-0.005"]
     assert choice.pick_precision(rows, 0.02)[0] == "int8"
     rows[3]["val_map"] = 0.8049  # within, either way
     assert choice.pick_precision(rows, 0.005)[0] == "int8"
     rows[3]["val_map"] = 0.8100  # a change up is a change too
     assert choice.pick_precision(rows, 0.005)[0] == "fused"
+    # a val split too small to tell (equal mAP) does not let through a precision that disagrees
+    rows[3].update(val_map=0.8, argmax_agreement=0.97)
+    chosen, why = choice.pick_precision(rows, 0.005)
+    assert chosen == "fused" and "int8 (argmax agrees with fp32 on 97.0% of 256 images" in why
+    rows[3].update(argmax_agreement=0.995, mean_abs_dp=0.02)
+    assert choice.pick_precision(rows, 0.005)[0] == "fused"
+    rows[3].update(mean_abs_dp=0.005)
+    assert choice.pick_precision(rows, 0.005)[0] == "int8"
     slow = [_row("fp32", 100, 0.8), _row("fused", 90, 0.8), _row("int8", 80, 0.8)]
     assert choice.pick_precision(slow)[0] == "fp32"  # nothing faster: keep the reference
     undefined = [_row("fp32", 100, float("nan")), _row("int8", 300, float("nan"))]
@@ -202,7 +213,7 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
     saved = json.loads((run / "precision.json").read_text())
     assert saved["precision"] == "fused" and [r["precision"] for r in saved["table"]] == list(nets.PRECISIONS)
     assert saved["key"]["params"]["file"] == "best.params" and saved["key"]["params"]["mtime_ns"] > 0
-    assert "int8 (val mAP 0.4900, -0.0100)" in saved["reason"]
+    assert "int8 (val mAP -0.0100 beyond +-0.005)" in saved["reason"]
 
     again = choice.choose_precision(run)  # and predict's auto reuses it without measuring
     probs = predict_run(run, images[:3], tta="none", precision=choice.resolve_precision(run, "auto"))
@@ -213,6 +224,22 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
     params = mx.nd.load(str(run / "best.params"))
     mx.nd.save(str(run / "best.params"), {k: v * 1.0001 for k, v in params.items()})
     assert not choice.choose_precision(run).cached and len(measured) == 2  # new weights: measured again
+
+
+def test_auto_skips_the_probe_for_few_views_unless_one_is_cached(run_copy, tmp_path, monkeypatch):
+    """A probe costs more than it can save on a small job: fp32 without measuring, but an earlier
+    probe's choice (same weights) is still used."""
+    run = tmp_path / "run"
+    shutil.copytree(run_copy, run)
+    (run / "precision.json").unlink(missing_ok=True)
+    monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
+    assert choice.resolve_precision(run, "auto", views=choice.AUTO_MIN_VIEWS - 1) == "fp32"
+    assert not (run / "precision.json").exists()
+    monkeypatch.setattr(choice, "compare_precisions",
+                        lambda *a, **k: [_row("fp32", 100, 0.8), _row("int8", 400, 0.8)])
+    assert choice.resolve_precision(run, "auto", views=choice.AUTO_MIN_VIEWS) == "int8"  # big job: probed
+    monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
+    assert choice.resolve_precision(run, "auto", views=10) == "int8"  # cached choice reused
 
 
 def test_auto_is_fp32_without_measuring_where_nothing_else_runs(run_copy, monkeypatch):
@@ -247,6 +274,7 @@ def test_compare_precision_cli_is_a_real_choose_precision(run_copy, capsys):
     assert rows["int8"]["supported"] and rows["int8"]["img_s"] > 0
     assert rows["bf16"]["supported"] == cpu.bf16_supported()[0]
     assert (run_copy / "precision_compare.csv").read_text().splitlines()[0].startswith("precision,supported")
+    assert rows[table["chosen"]]["verdict"] == "taken"
     decision = choice.choose_precision(run_copy)  # the CLI saved auto's choice: reused, and consistent
     assert decision.cached and decision.precision == table["chosen"]
     assert decision.precision == choice.pick_precision(table["rows"])[0]

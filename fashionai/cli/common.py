@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from fashionai.data.tta import DEFAULT_TTA, REDUCTIONS, TTA_MODES
+from fashionai.data.tta import REDUCTIONS
 from fashionai.pipeline.precision import CHOICES, MAP_TOLERANCE
+from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,7 +36,9 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                         "(quantized, calibrated on the run's train images, cached in RUN/quantized); auto: the "
                         f"fastest whose val mAP is within {MAP_TOLERANCE} of fp32, measured once and cached in "
                         "RUN/precision.json (default: auto)")
-    p.add_argument("--tta", default=DEFAULT_TTA, choices=tuple(TTA_MODES), help="test-time views per image")
+    p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_CHOICES,
+                   help="test-time views per image; auto: the mode with the best val mAP of the run, measured "
+                        "once and cached in RUN/tta.json")
     p.add_argument("--tta-scales", type=int, nargs="+", metavar="S",
                    help="short-side sizes to take the views at (default: data_shape / 0.875)")
     p.add_argument("--tta-reduce", default="mean", choices=REDUCTIONS, help="how views are combined")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from fashionai.cli.common import Handler, subparser
-from fashionai.data.tta import DEFAULT_TTA, TTA_MODES
 from fashionai.pipeline.demo import format_demo, run_demo
+from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
 from fashionai.training.distributed import LAUNCHERS, launch
 
 
@@ -41,7 +41,7 @@ def add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the split and training")
     p.add_argument("--train-per-class", type=int, default=80, help="demo base/ images per class")
     p.add_argument("--test-per-class", type=int, default=8, help="demo test questions per class")
-    p.add_argument("--tta", default=DEFAULT_TTA, choices=tuple(TTA_MODES),
+    p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_CHOICES,
                    help="test-time views of the submission (see submit)")
     p.add_argument("--epochs", type=int, help="override the demo preset's epochs")
     p.add_argument("--model", help="override the preset's model, e.g. ResNet50_v2 (with --pretrained cache)")

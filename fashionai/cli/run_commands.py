@@ -10,11 +10,12 @@ from fashionai.cli.common import Handler, add_inference_flags, predict_kw, subpa
 from fashionai.core.annotations import read_questions
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
-from fashionai.data.tta import DEFAULT_TTA, TTA_MODES
 from fashionai.inference.export import export_run
 from fashionai.inference.predict import question_images
 from fashionai.pipeline import evaluate, precision
+from fashionai.pipeline.predict import predict_resolved
 from fashionai.pipeline.submit import make_submission
+from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
 from fashionai.scoring import submission
 from fashionai.scoring.scores import format_prediction_report, format_submission_report, score_submission
 from fashionai.scoring.tables import format_table, save_report, save_table
@@ -29,7 +30,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     what.add_argument("--run", metavar="RUN_DIR", help="trained run to score on its val split")
     what.add_argument("--submission", metavar="FILE", help="submission file to score (needs --answers)")
     p.add_argument("--answers", metavar="FILE", help="ground truth for --submission, label format")
-    p.add_argument("--tta", default=DEFAULT_TTA, choices=tuple(TTA_MODES),
+    p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_CHOICES,
                    help="test-time views for --run (see predict)")
     p.add_argument("--devices", default="auto", help="devices for --run, as predict takes them")
     p.add_argument("-b", "--batch-size", type=int, default=32, help="batch size for --run")
@@ -106,7 +107,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         names, files = question_images(args.questions, task, args.images_root)
     else:
         names, files = list(args.images), [Path(i) for i in args.images]
-    probs = precision.predict_resolved(args.run, files, **predict_kw(args))
+    probs = predict_resolved(args.run, files, **predict_kw(args))
     if args.out and args.out.endswith(".csv"):
         submission.write_prob_csv(args.out, task, names, probs)
     elif args.out:

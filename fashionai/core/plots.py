@@ -60,15 +60,51 @@ def save_curves(rows: Sequence[dict], path: str | Path) -> Path:
     return atomic_write(path, curves_png(rows))
 
 
-def confusion_png(confusion: Sequence[Sequence[int]], names: Sequence[str], title: str) -> bytes:
-    """The confusion matrix (rows: true class, columns: predicted) as PNG bytes."""
+def confusion_png(confusion: Sequence[Sequence[int]], names: Sequence[str], title: str,
+                  precision: Sequence[float] | None = None, recall: Sequence[float] | None = None) -> bytes:
+    """The confusion matrix (rows: true class, columns: predicted) as PNG bytes, with each class's
+    precision and recall beside it when given (what the model confuses, and at what cost)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig = _figure(2 + 0.7 * len(names), 1.5 + 0.6 * len(names))
-    ax = fig.add_subplot()
+    k, bars = len(names), precision is not None and recall is not None
+    fig = _figure(2 + 0.7 * k + (2.5 + 0.25 * k if bars else 0), 1.5 + 0.6 * k)
+    ax = fig.add_subplot(1, 2 if bars else 1, 1)
     ConfusionMatrixDisplay(np.array(confusion), display_labels=list(names)).plot(
         ax=ax, xticks_rotation=45, colorbar=False,
     )
     ax.set_title(title)
+    if bars:
+        side = fig.add_subplot(1, 2, 2)
+        rows = np.arange(k)
+        side.barh(rows - 0.2, precision, height=0.4, label="precision")
+        side.barh(rows + 0.2, recall, height=0.4, label="recall")
+        side.set_yticks(rows, list(names))
+        side.invert_yaxis()
+        side.set_xlim(0, 1)
+        side.set_title("per class")
+        side.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return _png(fig, 100)
+
+
+def gallery_png(items: Sequence[dict], title: str, columns: int = 4, thumb: int = 128) -> bytes:
+    """A grid of images, each under its caption (`items`: dicts with `path` and `caption`), e.g. the
+    worst predictions of a val split with their true and predicted classes (fastai's top losses)."""
+    from PIL import Image
+
+    rows = max(1, -(-len(items) // columns))
+    fig = _figure(2.4 * columns, 2.7 * rows + 0.4)
+    fig.suptitle(title, fontsize=10)
+    for i, item in enumerate(items):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        try:
+            with Image.open(item["path"]) as image:
+                image = image.convert("RGB")
+                image.thumbnail((thumb, thumb))
+                ax.imshow(np.asarray(image))
+        except OSError:  # moved or unreadable since it was predicted: the caption still tells
+            ax.text(0.5, 0.5, "image not readable", ha="center", va="center", fontsize=7)
+        ax.set_title(item["caption"], fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig, 90)

@@ -1,11 +1,15 @@
-"""Test-time views: several views of every image of a batch, built with batched NDArray ops.
+"""Test-time views: several views of every image, the same views training's random crops show.
 
 Used by prediction (fashionai.inference.predict) and by the feature cache of head training
 (fashionai.training.features), which caches the same views; the view modes are defined here once.
 
-Layout (image-major): `make_views` returns `(B * V, C, crop, crop)` where row `b * V + v` is view
-`v` of image `b`, so `reshape(B, V, ...)` regroups an image's views and `reduce_views` averages
-them. View order within an image (`view_boxes` gives the exact slices):
+`image_views` resizes an image's short side to the evaluation transform's size and cuts the views
+from the whole resized image: corner crops reach the ends of its long side, as the Gluon FashionAI
+tutorial's ten-crop does and as training's `crop` augmentation (a random crop anywhere at that
+scale) does. (Until this was measured, the views came from a centred square: corner crops then sat
+at positions training rarely showed, and lowered the score instead of raising it.) Layout
+(image-major): an image's S scales x V views are consecutive rows; `reduce_views` averages them.
+View order within an image (`view_boxes` gives the exact slices):
 
 | mode        | V  | views, in order                                                             |
 |-------------|----|-----------------------------------------------------------------------------|
@@ -16,9 +20,10 @@ them. View order within an image (`view_boxes` gives the exact slices):
 
 View 0 is always the centre crop, i.e. exactly what `none` (and the evaluation transform) sees.
 The centre crop starts at `((H - crop) // 2, (W - crop) // 2)`, as `mx.image.center_crop` does.
-The tutorial's ten-crop takes the crops of the mirrored image; when `W - crop` is even (as for the
-256 -> 224 default) that is the same set of views (the top-left crop of the mirror is the mirror of
-the top-right crop), so means agree; when it is odd the tutorial's mirrored centre is one pixel off.
+The tutorial's ten-crop takes the crops of the mirrored image; when `W - crop` is even that is the
+same set of views (the top-left crop of the mirror is the mirror of the top-right crop), so means
+agree; when it is odd the tutorial's mirrored centre is one pixel off. `make_views` does the same
+slicing on a batch of equal-size images.
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ if TYPE_CHECKING:
 
 # Views per image of each mode (constants, not state).
 TTA_MODES: dict[str, int] = {"none": 1, "flip": 2, "five-crop": 5, "ten-crop": 10}
-DEFAULT_TTA = "ten-crop"  # what predict, submit, evaluate and the demo use unless told otherwise
 REDUCTIONS: tuple[str, ...] = ("mean", "max")
 
 
@@ -139,45 +143,40 @@ def load_image(path: str | Path) -> mx.nd.NDArray:
     return image
 
 
-def square_for_views(image: mx.nd.NDArray, scale: int, crop: int) -> mx.nd.NDArray:
-    """(H, W, 3) -> (scale, scale, 3): short side resized to `scale`, long side cut so that the
-    square's centre `crop` equals `mx.image.center_crop` of the whole resized image."""
+def image_views(image: mx.nd.NDArray, scales: Sequence[int], crop: int, mode: str) -> mx.nd.NDArray:
+    """(H, W, 3) uint8 -> (S * V, crop, crop, 3) uint8: for each scale, the short side resized to it
+    (as the evaluation transform does), then the V views of `mode` (`view_boxes`) cut from the whole
+    resized image, corners included, as training's random crops are (transforms.RandomCropAtEvalScale)."""
     import mxnet as mx
 
-    resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
-    h, w = resized.shape[:2]
-    y0 = (h - crop) // 2 - (scale - crop) // 2
-    x0 = (w - crop) // 2 - (scale - crop) // 2
-    return resized[y0:y0 + scale, x0:x0 + scale]
+    views = []
+    for scale in scales:
+        resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
+        h, w = resized.shape[:2]
+        for box in view_boxes(h, w, crop, mode):
+            view = resized[box.y:box.y + crop, box.x:box.x + crop]
+            views.append(mx.nd.flip(view, axis=1) if box.flip else view)
+    return mx.nd.stack(*views)
 
 
-def load_squares(paths: Sequence, scales: list[int], crop: int) -> tuple[list, list[tuple[str, str]]]:
-    """Per scale a (B, s, s, 3) uint8 batch of the decodable images, and (path, reason) failures."""
+def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
+               ) -> tuple[list[mx.nd.NDArray], list[tuple[str, str]]]:
+    """Each decodable image's `image_views`, and (path, reason) of every image that is not."""
     import mxnet as mx
 
-    per_scale: list[list] = [[] for _ in scales]
-    failures = []
+    stacks, failures = [], []
     for path in paths:
         try:
             image = load_image(path)
         except mx.base.MXNetError as err:
-            reason = str(err).strip().splitlines()[-1]
-            failures.append((str(path), reason))
+            failures.append((str(path), str(err).strip().splitlines()[-1]))
             continue
-        for squares, scale in zip(per_scale, scales):
-            squares.append(square_for_views(image, scale, crop))
-    if failures:
-        return [], failures
-    return [mx.nd.stack(*squares) for squares in per_scale], []
+        stacks.append(image_views(image, scales, crop, mode))
+    return ([] if failures else stacks), failures
 
 
-def normalised_views(squares: list, mode: str, crop: int, mean=MEAN, std=STD) -> mx.nd.NDArray:
-    """Per-scale (b, s, s, 3) uint8 -> (b * S * V, 3, crop, crop) normalised, image-major."""
+def normalise(views: mx.nd.NDArray, mean=MEAN, std=STD) -> mx.nd.NDArray:
+    """(n, crop, crop, 3) uint8 -> (n, 3, crop, crop) float32, normalised as the evaluation transform."""
     import mxnet as mx
 
-    groups = []
-    for batch in squares:
-        tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(batch), mean=mean, std=std)
-        views = make_views(tensor, mode, crop)
-        groups.append(views.reshape((batch.shape[0], -1, 3, crop, crop)))
-    return mx.nd.concat(*groups, dim=1).reshape((-1, 3, crop, crop))
+    return mx.nd.image.normalize(mx.nd.image.to_tensor(views), mean=mean, std=std)

@@ -3,10 +3,8 @@
 Preprocessing, per scale `s` (default `transforms.resize_size(data_shape)`, the evaluation transform's):
 decode with OpenCV (`mx.image.imread`, RGB), resize the short side to `s` with the same operator
 and interpolation as the evaluation transform (`transforms.Resize(s, keep_ratio=True)`), then cut
-the long side down to an `s` x `s` square whose centre `data_shape` crop is exactly the evaluation
-transform's centre crop. Images of any size then stack into one (B, s, s, 3) batch, and
-`data.tta.make_views` slices the views from the whole batch. Consequence: corner crops of a non-square
-image come from that square, not from the ends of its long side.
+the TTA mode's views from the whole resized image (`data.tta.image_views`); the views of all images
+stack into one batch.
 
 `batch_size` counts network inputs (views) per forward pass on each device, so memory does not grow
 with the TTA mode: each step takes `max(1, batch_size // views) * len(ctx)` images, split across the
@@ -29,39 +27,37 @@ from tqdm import tqdm
 from fashionai.core.annotations import read_questions
 from fashionai.core.devices import context_list, resolve_devices
 from fashionai.core.tasks import check_task
-from fashionai.data.tta import (DEFAULT_TTA, ImageDecodeError, check_scales, load_squares, normalised_views, num_views,
-                                reduce_views)
+from fashionai.data.tta import ImageDecodeError, check_scales, load_views, normalise, num_views, reduce_views
 from fashionai.inference.nets import load_net, precision_of
 
 log = logging.getLogger(__name__)
 
 
-def _forward(net, squares: list, ctx: list, mode: str, crop: int) -> np.ndarray:
-    """Softmax of every view, (B * S * V, K) image-major; images split across the devices."""
+def _forward(net, stacks: list, ctx: list) -> np.ndarray:
+    """Softmax of every view, (B * S * V, K) image-major; the images split across the devices."""
     import mxnet as mx
 
-    count = squares[0].shape[0]
-    used = ctx[:count]
-    parts = [mx.gluon.utils.split_and_load(batch, used, even_split=False) for batch in squares]
+    used = ctx[:len(stacks)]
+    per = -(-len(stacks) // len(used))
     outputs = []
-    for i in range(len(used)):
-        views = normalised_views([p[i] for p in parts], mode, crop)
-        logits = net(views)
+    for i, c in enumerate(used):
+        group = stacks[i * per:(i + 1) * per]
+        if not group:
+            continue
+        logits = net(normalise(mx.nd.concat(*group, dim=0)).as_in_context(c))
         if logits.dtype != np.float32:  # a bf16 graph's output: softmax and asnumpy in float32
             logits = mx.nd.amp_cast(logits, dtype="float32")
         outputs.append(mx.nd.softmax(logits, axis=-1))
     return np.concatenate([out.asnumpy() for out in outputs])
 
 
-def predict_paths(
+def predict_views(
     net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
-    scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
+    scales: Sequence[int] | None = None, batch_size: int = 32,
 ) -> np.ndarray:
-    """(N, K) probabilities, rows in `paths` order. Every undecodable image is collected and
-    reported in one ImageDecodeError (after the first failure the net is no longer run).
-
-    `tta` defaults to the evaluation transform's single view: this is the primitive that a run's
-    prediction (`predict_run`, default `DEFAULT_TTA`) builds on.
+    """(N, S * V, K) probabilities of every view of every image (`data.tta` order), rows in `paths`
+    order. Every undecodable image is collected and reported in one ImageDecodeError (after the
+    first failure the net is no longer run).
 
     A plain net is hybridized here (static_alloc, static_shape); one from `nets.load_net` is
     run as it is, since re-hybridizing would drop its backend (the fused oneDNN graph).
@@ -77,18 +73,33 @@ def predict_paths(
     results, failures = [], []
     with tqdm(total=len(paths), unit="img", desc=f"predict ({tta})", leave=False) as bar:
         for start in range(0, len(paths), per_step):
-            squares, bad = load_squares(paths[start:start + per_step], scales, data_shape)
+            stacks, bad = load_views(paths[start:start + per_step], scales, data_shape, tta)
             failures += bad
             if not failures:
-                results.append(reduce_views(_forward(net, squares, ctx, tta, data_shape), views, reduce))
+                probs = _forward(net, stacks, ctx)
+                results.append(probs.reshape(len(stacks), views, probs.shape[-1]))
             bar.update(min(per_step, len(paths) - start))
     if failures:
         raise ImageDecodeError(failures)
     return np.concatenate(results)
 
 
+def predict_paths(
+    net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
+    scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
+) -> np.ndarray:
+    """(N, K) probabilities, rows in `paths` order: `predict_views` reduced over each image's views.
+
+    `tta` defaults to the evaluation transform's single view: this is the primitive that a run's
+    prediction (`predict_run`) builds on.
+    """
+    views = predict_views(net, paths, data_shape=data_shape, ctx=ctx, tta=tta, scales=scales,
+                          batch_size=batch_size)
+    return reduce_views(views.reshape(-1, views.shape[-1]), views.shape[1], reduce)
+
+
 def predict_run(
-    run_dir: str | Path, image_paths: Sequence[str | Path], *, tta: str = DEFAULT_TTA, devices: str = "auto",
+    run_dir: str | Path, image_paths: Sequence[str | Path], *, tta: str, devices: str = "auto",
     batch_size: int = 32, which: str = "best", scales: Sequence[int] | None = None, reduce: str = "mean",
     precision: str = "fp32",
 ) -> np.ndarray:

@@ -22,8 +22,8 @@ from fashionai.core.io import has_marker, write_marker
 from fashionai.core.tasks import TASK_NAMES, expand_tasks, num_classes
 from fashionai.data.demodata import make_demo_data
 from fashionai.data.prepare import prepare
-from fashionai.data.tta import DEFAULT_TTA
 from fashionai.pipeline.submit import make_submission
+from fashionai.pipeline.views import DEFAULT_TTA
 from fashionai.scoring.scores import Report, format_submission_report, score_submission
 from fashionai.training.config import TrainConfig
 from fashionai.training.fit import fit

@@ -12,12 +12,15 @@ from pathlib import Path
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
-from fashionai.data.tta import DEFAULT_TTA, TTA_MODES
+from fashionai.data.tta import TTA_MODES
 from fashionai.inference.predict import predict_run
 from fashionai.pipeline.precision import resolve_precision
-from fashionai.scoring.scores import evaluate_predictions
+from fashionai.pipeline.views import DEFAULT_TTA, resolve_tta
+from fashionai.scoring.scores import evaluate_predictions, worst_predictions
 
 log = logging.getLogger(__name__)
+
+GALLERY = 16  # worst val predictions shown in `<stem>_mistakes.png`
 
 TTA_COLUMNS = (("tta", "{}"), ("views", "{:d}"), ("ms_per_image", "{:.2f}"), ("img_s", "{:.1f}"),
                ("relative_cost", "{:.2f}x"), ("val_map", "{:.4f}"), ("delta_map", "{:+.4f}"),
@@ -43,9 +46,12 @@ def evaluate_run(
     """
     task, images, labels = val_split(run_dir)
     precision = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size)
+    tta = resolve_tta(run_dir, tta, devices=devices, batch_size=batch_size)
     probs = predict_run(run_dir, images, tta=tta, devices=devices, batch_size=batch_size, precision=precision)
     report = evaluate_predictions(probs, labels, class_names(task))
-    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, "precision": precision, **report}
+    worst = worst_predictions(probs, labels, class_names(task), images, GALLERY)
+    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, "precision": precision, **report,
+            "worst": worst}
 
 
 def compare_tta(

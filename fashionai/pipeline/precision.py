@@ -28,7 +28,7 @@ from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
 from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
-from fashionai.inference.predict import predict_paths, predict_run
+from fashionai.inference.predict import predict_paths
 from fashionai.inference.quantize import params_fingerprint
 from fashionai.scoring.scores import evaluate_predictions
 from fashionai.scoring.tables import format_table, save_table
@@ -40,13 +40,19 @@ log = logging.getLogger(__name__)
 
 CHOICES: tuple[str, ...] = (*PRECISIONS, "auto")
 MAP_TOLERANCE = 0.005  # auto: largest |val mAP - fp32 val mAP| a faster precision may have
+# The label-free guard: a faster precision must also agree with fp32 on many images, so that a val
+# split too small to tell precisions apart (every one at AP 1.0) cannot let a lossy one through.
+PROBE_IMAGES = 256  # training images (the eval view) the agreement is measured on
+MIN_AGREEMENT = 0.99  # share of probe images whose argmax is fp32's
+MAX_MEAN_DP = 0.01  # mean |probability change| over the probe images' classes
+AUTO_MIN_VIEWS = 5000  # below this many views to predict a probe costs more than a faster precision saves
 DECISION_FILE = "precision.json"
 COMPARE_STEM = "precision_compare"
 THROUGHPUT_SECONDS = 2.0  # timing budget per precision, split into 3-10 alternating rounds
 
 COMPARE_COLUMNS = (("precision", "{}"), ("img_s", "{:.1f}"), ("speedup", "{:.2f}x"), ("val_map", "{:.4f}"),
                    ("delta_map", "{:+.4f}"), ("argmax_agreement", "{:.4f}"), ("max_abs_dp", "{:.2e}"),
-                   ("mean_abs_dp", "{:.2e}"), ("reason", "{}"))
+                   ("mean_abs_dp", "{:.2e}"), ("verdict", "{}"))
 
 # --- measuring and choosing ----------------------------------------------------------------------
 
@@ -95,6 +101,17 @@ def _agreement(probs: np.ndarray, ref: np.ndarray) -> dict:
             "max_abs_dp": float(diff.max()), "mean_abs_dp": float(diff.mean())}
 
 
+def probe_images(run: RunInfo, count: int = PROBE_IMAGES) -> list[Path]:
+    """A seeded draw of up to `count` of the run's training images (no labels needed: the guard
+    compares each precision with fp32); [] when the prepared split is gone."""
+    try:
+        images, _ = split_images(run.prepared, run.task, "train")
+    except (FileNotFoundError, ValueError):
+        return []
+    order = np.random.default_rng(0).permutation(len(images))[:count]
+    return [images[i] for i in sorted(order)]
+
+
 def compare_precisions(
     run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
     precisions: Sequence[str] = PRECISIONS, seconds: float | None = None,
@@ -111,8 +128,9 @@ def compare_precisions(
     ctx = resolve_devices(devices)
     run = RunInfo.read(run_dir)
     images, labels = split_images(run.prepared, run.task, "val")
+    probe = probe_images(run)
     precisions = ["fp32", *[p for p in precisions if p != "fp32"]]
-    rows, nets, probs = [], {}, {}
+    rows, nets, probs, probe_probs = [], {}, {}, {}
     for name in precisions:
         ok, why = availability(name, ctx)
         row = {"precision": name, "supported": ok, "reason": why}
@@ -124,6 +142,8 @@ def compare_precisions(
             net, _ = load_net(run_dir, name, ctx=ctx, which=which)
             probs[name] = predict_paths(net, images, data_shape=run.data_shape, ctx=ctx, tta="none",
                                         batch_size=batch_size)
+            probe_probs[name] = predict_paths(net, probe, data_shape=run.data_shape, ctx=ctx, tta="none",
+                                              batch_size=batch_size) if probe else probs[name]
         except (ValueError, OSError, mx.base.MXNetError) as err:  # e.g. int8 without train images
             if name == "fp32":
                 raise
@@ -135,45 +155,63 @@ def compare_precisions(
         row.update(val_map=report["official_ap"], accuracy=report["accuracy"])
     speeds = measure_throughput(nets, _fixed_batch(images, run.data_shape, batch_size, ctx[0]),
                                 seconds=THROUGHPUT_SECONDS if seconds is None else seconds)
-    ref = rows[0]
-    for row in rows:
-        if row["precision"] in nets:
-            row.update(img_s=speeds[row["precision"]], speedup=speeds[row["precision"]] / speeds["fp32"],
-                       delta_map=row["val_map"] - ref["val_map"],
-                       **_agreement(probs[row["precision"]], probs["fp32"]))
-            log.info("precision %s: %.1f img/s (%.2fx fp32), val mAP %.4f (%+.4f), argmax agreement %.4f, "
-                     "max |dp| %.2e", row["precision"], row["img_s"], row["speedup"], row["val_map"],
-                     row["delta_map"], row["argmax_agreement"], row["max_abs_dp"])
+    _add_comparison(rows, speeds, probe_probs, len(probe))
     return rows
 
 
-def pick_precision(rows: Sequence[dict], tolerance: float = MAP_TOLERANCE) -> tuple[str, str]:
-    """(precision, why): the fastest measured row whose val mAP is within `tolerance` of fp32's.
+def _add_comparison(rows: list[dict], speeds: dict[str, float], probe_probs: dict[str, np.ndarray],
+                    probe_count: int) -> None:
+    """Each measured row gets its speed and its distance from fp32 (the first row): delta val mAP,
+    and agreement on the probe images."""
+    ref = rows[0]
+    for row in rows:
+        if row["precision"] in speeds:
+            row.update(img_s=speeds[row["precision"]], speedup=speeds[row["precision"]] / speeds["fp32"],
+                       delta_map=row["val_map"] - ref["val_map"], probe_images=probe_count,
+                       **_agreement(probe_probs[row["precision"]], probe_probs["fp32"]))
+            log.info("precision %s: %.1f img/s (%.2fx fp32), val mAP %.4f (%+.4f), argmax agreement %.4f, "
+                     "max |dp| %.2e", row["precision"], row["img_s"], row["speedup"], row["val_map"],
+                     row["delta_map"], row["argmax_agreement"], row["max_abs_dp"])
 
-    Within means |delta| <= tolerance, both ways: a precision that moves the val mAP more than that
-    (even up, on a small val split) predicts differently from the trained model, and that is noise
-    as much as a gain. fp32 is always eligible, so there is always an answer.
-    """
+
+def verdict(row: dict, ref: dict, tolerance: float = MAP_TOLERANCE) -> str:
+    """'' when `row`'s precision may be taken, else why not: unsupported, its val mAP moves more than
+    `tolerance` from fp32's (either way: on a small val split that is noise as much as a gain), or it
+    disagrees with fp32 on the probe images (argmax or probabilities: what a saturated val split
+    cannot show)."""
+    if not row.get("supported") or row.get("img_s") is None:
+        return f"not supported: {row.get('reason') or 'not measured'}"
+    if row["precision"] == "fp32":
+        return ""
+    delta = row["val_map"] - ref["val_map"]
+    if math.isnan(delta) or abs(delta) > tolerance + 1e-12:
+        return f"val mAP {delta:+.4f} beyond +-{tolerance}"
+    if row["argmax_agreement"] < MIN_AGREEMENT:
+        return f"argmax agrees with fp32 on {row['argmax_agreement']:.1%} of {row['probe_images']} images (< {MIN_AGREEMENT:.0%})"
+    if row["mean_abs_dp"] > MAX_MEAN_DP:
+        return f"mean |probability change| {row['mean_abs_dp']:.3f} > {MAX_MEAN_DP}"
+    return ""
+
+
+def pick_precision(rows: Sequence[dict], tolerance: float = MAP_TOLERANCE) -> tuple[str, str]:
+    """(precision, why): the fastest measured row that passes `verdict` (fp32 always does, so there
+    is always an answer). Each row gets its `verdict`: 'taken', 'eligible, slower', or the refusal."""
     ref = next(r for r in rows if r["precision"] == "fp32")
     if ref.get("val_map") is None or math.isnan(ref["val_map"]):
+        for row in rows:
+            row["verdict"] = "taken" if row is ref else "fp32's val mAP is undefined"
         return "fp32", "fp32's val mAP is undefined (no scorable val rows), so no precision can be checked against it"
-    eligible, rejected = [], []
-    for row in rows:
-        if not row.get("supported") or row.get("img_s") is None:
-            rejected.append(f"{row['precision']} (not supported: {row.get('reason') or 'not measured'})")
-        elif math.isnan(row["val_map"]) or abs(row["val_map"] - ref["val_map"]) > tolerance + 1e-12:
-            delta = row["val_map"] - ref["val_map"]
-            rejected.append(f"{row['precision']} (val mAP {row['val_map']:.4f}, {delta:+.4f})")
-        else:
-            eligible.append(row)
+    refusals = {row["precision"]: verdict(row, ref, tolerance) for row in rows}
+    eligible = [r for r in rows if not refusals[r["precision"]]]
     best = max(eligible, key=lambda r: r["img_s"])
+    for row in rows:
+        row["verdict"] = "taken" if row is best else refusals[row["precision"]] or "eligible, slower"
     why = (f"{best['precision']} is the fastest ({best['img_s']:.1f} img/s, {best['img_s'] / ref['img_s']:.2f}x fp32) "
-           f"with val mAP {best['val_map']:.4f} within {tolerance} of fp32's {ref['val_map']:.4f}")
-    slower = [f"{r['precision']} ({r['img_s']:.1f} img/s)" for r in eligible if r is not best]
-    if slower:
-        why += f"; slower: {', '.join(slower)}"
-    if rejected:
-        why += f"; rejected: {', '.join(rejected)}"
+           f"with val mAP {best['val_map']:.4f} within {tolerance} of fp32's {ref['val_map']:.4f}"
+           + (f" and agreement with fp32 on {best['probe_images']} images" if best is not ref else ""))
+    refused = [f"{p} ({r})" for p, r in refusals.items() if r]
+    if refused:
+        why += f"; refused: {', '.join(refused)}"
     return best["precision"], why
 
 
@@ -212,6 +250,24 @@ def _val_missing(run_dir: Path) -> str:
     return f"{len(missing)} val image(s) missing, e.g. {missing[0]}" if missing else ""
 
 
+def cached_decision(run_dir: str | Path, *, devices: str = "auto", which: str = "best",
+                    tolerance: float = MAP_TOLERANCE) -> Decision | None:
+    """The decision saved in `<run>/precision.json` if it was made for these weights, devices, CPU,
+    tolerance and MXNet version; else None."""
+    run_dir = Path(run_dir)
+    path, params = run_dir / DECISION_FILE, run_dir / f"{which}.params"
+    if not path.is_file() or not params.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if not _same_key(saved.get("key", {}), _decision_key(params, resolve_devices(devices), tolerance)):
+        return None
+    log.info("precision auto: %s for %s (cached in %s: %s)", saved["precision"], run_dir, path, saved["reason"])
+    return Decision(saved["precision"], saved["reason"], saved.get("table", []), cached=True)
+
+
 def choose_precision(
     run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
     tolerance: float = MAP_TOLERANCE, refresh: bool = False,
@@ -236,14 +292,9 @@ def choose_precision(
         return Decision("fp32", f"the only precision that runs on {', '.join(map(str, ctx))} ({why})")
     key = _decision_key(params, ctx, tolerance)
     path = run_dir / DECISION_FILE
-    if path.is_file() and not refresh:
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            saved = {}
-        if _same_key(saved.get("key", {}), key):
-            log.info("precision auto: %s for %s (cached in %s: %s)", saved["precision"], run_dir, path, saved["reason"])
-            return Decision(saved["precision"], saved["reason"], saved.get("table", []), cached=True)
+    cached = None if refresh else cached_decision(run_dir, devices=devices, which=which, tolerance=tolerance)
+    if cached is not None:
+        return cached
     missing = _val_missing(run_dir)
     if missing:
         log.warning("precision auto: cannot measure on %s's val split (%s); running fp32", run_dir, missing)
@@ -258,11 +309,24 @@ def choose_precision(
 
 
 def resolve_precision(run_dir: str | Path, precision: str, *, devices: str = "auto", batch_size: int = 32,
-                      which: str = "best") -> str:
-    """`precision` itself, or for `auto` the run's choice (`choose_precision`, cached)."""
+                      which: str = "best", views: int | None = None) -> str:
+    """`precision` itself, or for `auto` the run's choice (`choose_precision`, cached).
+
+    `views`, the network inputs the caller is about to predict, lets `auto` pay for itself: below
+    AUTO_MIN_VIEWS a probe (every precision on the val split and PROBE_IMAGES images, int8's
+    calibration) costs more than the fastest precision could save, so fp32 runs without one,
+    unless an earlier probe's choice is cached.
+    """
     check_precision(precision, CHOICES)
     if precision != "auto":
         return precision
+    if views is not None and views < AUTO_MIN_VIEWS:
+        cached = cached_decision(run_dir, devices=devices, which=which)
+        if cached is not None:
+            return cached.precision
+        log.info("precision auto: fp32 for %s without a probe: %d views to predict are fewer than the %d a "
+                 "probe pays back", run_dir, views, AUTO_MIN_VIEWS)
+        return "fp32"
     return choose_precision(run_dir, devices=devices, batch_size=batch_size, which=which).precision
 
 
@@ -272,15 +336,5 @@ def save_comparison(rows: Sequence[dict], run_dir: str | Path, **meta) -> dict[s
 
 
 def format_comparison(rows: Sequence[dict]) -> str:
-    """The comparison as a text table (unsupported precisions show their reason)."""
-    return format_table([{**r, "reason": r.get("reason") or ""} for r in rows], COMPARE_COLUMNS)
-
-
-def predict_resolved(run_dir: str | Path, image_paths: Sequence, *, precision: str = "fp32", devices: str = "auto",
-                     batch_size: int = 32, which: str = "best", **predict_kw) -> np.ndarray:
-    """fashionai.inference.predict.predict_run with `precision` resolved first (`auto`: the run's
-    measured, cached choice; library calls default to fp32, the command line to auto);
-    `predict_kw` are predict_run's (tta, scales, reduce)."""
-    chosen = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size, which=which)
-    return predict_run(run_dir, image_paths, precision=chosen, devices=devices, batch_size=batch_size,
-                       which=which, **predict_kw)
+    """The comparison as a text table; the verdict says why each precision was taken or refused."""
+    return format_table([{**r, "verdict": r.get("verdict") or r.get("reason") or ""} for r in rows], COMPARE_COLUMNS)

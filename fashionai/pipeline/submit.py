@@ -16,9 +16,9 @@ from pathlib import Path
 from fashionai.core.annotations import read_questions
 from fashionai.core.io import building, check_replaceable, write_marker
 from fashionai.core.runinfo import RunInfo
-from fashionai.data.tta import DEFAULT_TTA
 from fashionai.inference.predict import question_images
-from fashionai.pipeline.precision import predict_resolved
+from fashionai.pipeline.predict import predict_resolved
+from fashionai.pipeline.views import DEFAULT_TTA
 from fashionai.scoring.submission import (align, build_submission, ensemble, load_probs, prob_file_task, save_probs,
                                           write_submission, write_task_files)
 

@@ -184,6 +184,17 @@ def evaluate_predictions(probs: np.ndarray, labels: Sequence[str], class_names: 
     }
 
 
+def worst_predictions(probs: np.ndarray, labels: Sequence[str], class_names: Sequence[str],
+                      images: Sequence[str | Path], count: int) -> list[dict]:
+    """The `count` rows whose true class got the lowest probability (fastai's top losses), worst
+    first: image, true class, predicted class and the probabilities of both."""
+    y = metrics.label_indices(list(labels), len(class_names))
+    p_true = probs[np.arange(len(y)), y]
+    order = np.argsort(p_true, kind="stable")[:count]
+    return [{"image": str(images[i]), "true": class_names[y[i]], "predicted": class_names[int(probs[i].argmax())],
+             "p_predicted": float(probs[i].max()), "p_true": float(p_true[i])} for i in order]
+
+
 def format_prediction_report(report: dict) -> str:
     """The per-class table and the overall figures of `evaluate_predictions`, as printable text."""
     lines = [f"{'#':>2} {'class':<24} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}"]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashionai.core.io import atomic_write, write_csv, write_json
-from fashionai.core.plots import confusion_png
+from fashionai.core.plots import confusion_png, gallery_png
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +17,26 @@ CLASS_COLUMNS = ("index", "class", "precision", "recall", "f1", "support")
 
 
 def save_report(report: dict, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write `<stem>.csv` (per-class table), `<stem>.json` (everything) and `<stem>_confusion.png`."""
+    """Write `<stem>.csv` (per-class table), `<stem>.json` (everything), `<stem>_confusion.png` (the
+    confusion matrix beside each class's precision and recall) and, when the report lists its
+    worst predictions, `<stem>_mistakes.png` (those images with their true and predicted class)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / name for kind, name in
              (("csv", f"{stem}.csv"), ("json", f"{stem}.json"), ("png", f"{stem}_confusion.png"))}
     write_csv(paths["csv"], report["classes"], CLASS_COLUMNS)
     write_json(paths["json"], report)
+    classes = report["classes"]
     title = f"{report.get('task', '')} val (official AP {report['official_ap']:.4f})"
-    atomic_write(paths["png"], confusion_png(report["confusion"], [c["class"] for c in report["classes"]], title))
+    atomic_write(paths["png"], confusion_png(report["confusion"], [c["class"] for c in classes], title,
+                                             [c["precision"] for c in classes], [c["recall"] for c in classes]))
+    if report.get("worst"):
+        paths["mistakes"] = out_dir / f"{stem}_mistakes.png"
+        atomic_write(paths["mistakes"], gallery_png(
+            [{"path": w["image"], "caption": f"true {w['true']}\npredicted {w['predicted']} ({w['p_predicted']:.2f})"}
+             for w in report["worst"]],
+            f"{report.get('task', '')} val: the {len(report['worst'])} worst predictions (lowest probability of "
+            "the true class)"))
     log.info("report written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from fashionai.core.io import atomic_save
 from fashionai.data.loaders import image_folder, split_dir
 from fashionai.data.transforms import resize_size
-from fashionai.data.tta import ImageDecodeError, load_squares, normalised_views, num_views
+from fashionai.data.tta import ImageDecodeError, load_views, normalise, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
 from fashionai.training.loop import sample_weights, soft_targets, softmax_loss, step
@@ -105,15 +105,16 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
 
 def _extract(block, paths: Sequence[Path], data_shape: int, views: str, ctx) -> np.ndarray:
     """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
+    import mxnet as mx
+
     out, v = [], num_views(views)
     for start in tqdm(range(0, len(paths), EXTRACT_BATCH), desc=f"features ({views})", unit="batch",
                       leave=False, disable=None):
-        squares, failures = load_squares(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape)], data_shape)
+        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape)], data_shape, views)
         if failures:
             raise ImageDecodeError(failures)
-        batch = normalised_views(squares, views, data_shape).as_in_context(ctx)
-        feats = block(batch).asnumpy()
-        out.append(feats.reshape(len(squares[0]), v, -1))
+        feats = block(normalise(mx.nd.concat(*stacks, dim=0)).as_in_context(ctx)).asnumpy()
+        out.append(feats.reshape(len(stacks), v, -1))
     return np.concatenate(out)
 
 
