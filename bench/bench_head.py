@@ -44,9 +44,9 @@ def main() -> None:
     p.add_argument("--json", help="append the result to this JSON lines file")
     args = p.parse_args()
 
-    from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_runtime
 
-    configure_threads()
+    configure_runtime()
     info = common.machine_info()
     prepared = common.demo_images(Path(args.workdir), per_class=args.per_class, size=256)
     shutil.rmtree(prepared / "feature_cache", ignore_errors=True)

@@ -105,9 +105,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_runtime
 
-    configure_threads()
+    configure_runtime()
     from fashionai.data.pack import pack
 
     info = common.machine_info()

@@ -33,7 +33,8 @@ import common  # noqa: E402
 TASK = "skirt_length_labels"
 DEFAULT_THREADS = "fp32, MXNet default threads"  # OMP_NUM_THREADS removed, configure_threads not run
 VIEWS = 10
-CASES = ("tutorial", "fp32", "fused", "int8", "bf16", DEFAULT_THREADS)
+AMX_OFF = ", AMX off"  # case suffix: the child runs with FASHIONAI_AMX=0
+CASES = ("tutorial", "fp32", "fused", "int8", "bf16", f"int8{AMX_OFF}", f"bf16{AMX_OFF}", DEFAULT_THREADS)
 
 
 def _run(prepared: Path, out: Path, name: str, **changes) -> Path:
@@ -82,10 +83,12 @@ def _probs_file(workdir: str, case: str) -> Path:
 
 def child(args: argparse.Namespace) -> None:
     """One case in a fresh process: {"img_per_s", "rss_mb"} (probabilities saved beside), or {"error"}."""
-    if args.case != DEFAULT_THREADS:
-        from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_amx, configure_runtime, configure_spin
 
-        configure_threads()
+    if args.case == DEFAULT_THREADS:
+        configure_spin(), configure_amx()
+    else:
+        configure_runtime()  # FASHIONAI_AMX=0 from the parent for the AMX-off cases
     import mxnet as mx
     import numpy as np
 
@@ -100,7 +103,8 @@ def child(args: argparse.Namespace) -> None:
             net.hybridize()
             predict = lambda paths: tutorial_predict(net, paths, args.size)  # noqa: E731
         else:
-            net, _ = load_net(run, "fp32" if args.case == DEFAULT_THREADS else args.case, ctx=ctx)
+            precision = "fp32" if args.case == DEFAULT_THREADS else args.case.removesuffix(AMX_OFF)
+            net, _ = load_net(run, precision, ctx=ctx)
             predict = lambda paths: predict_paths(net, paths, data_shape=args.size, ctx=ctx,  # noqa: E731
                                                   tta="ten-crop", batch_size=args.batch)
     except (ValueError, OSError) as err:
@@ -122,7 +126,8 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
         result = common.run_child(script, ["--case", case, "--run", str(run), "--prepared", str(prepared),
                                            "--images", str(args.images), "--size", str(args.size),
                                            "--batch", str(args.batch), "--workdir", args.workdir],
-                                  {"OMP_NUM_THREADS": None} if case == DEFAULT_THREADS else {})
+                                  {"OMP_NUM_THREADS": None} if case == DEFAULT_THREADS else
+                                  {"FASHIONAI_AMX": "0"} if case.endswith(AMX_OFF) else {})
         row = {"case": "tutorial-style loop, FP32" if case == "tutorial" else f"project, {case}"}
         if "error" in result:
             row["note"] = f"not run: {result['error']}"
@@ -174,9 +179,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_runtime
 
-    configure_threads()
+    configure_runtime()
     import mxnet as mx
 
     from fashionai.model import build_net
@@ -191,9 +196,9 @@ def main() -> None:
     rows = _speed_rows(args, Path(__file__), prepared, speed_run, gflop, peak)
     notes = [f"{args.images} images x {VIEWS} views; {args.model} forward = {gflop / VIEWS:.2f} GFLOP per view; "
              f"peak FP32 conv {peak:.0f} GFLOPS (share of peak: of the FP32 peak, also for int8)",
-             "agreement and |dp| against the tutorial loop's probabilities: the views differ (the project "
-             "cuts the corner crops from the centred square whose centre crop is evaluation's, the "
-             "tutorial from the whole resized image), so even fp32 disagrees on a near-random net"]
+             "agreement and |dp| against the tutorial loop's probabilities: both cut the ten crops from the "
+             "whole resized image; where its width leaves an odd margin the tutorial's mirrored views sit one "
+             "pixel off (fashionai.data.tta), so even fp32 may differ slightly on a near-random net"]
     common.report(f"Ten-crop prediction: {args.model} at {args.size} px", info,
                   {"views per project batch": args.batch}, rows,
                   ["case", "img/s", "views/s", "share of peak", "vs tutorial", "peak RSS MiB", "note"], notes,

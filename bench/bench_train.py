@@ -6,6 +6,8 @@ Cases (one table, img/s and share of the FP32 conv peak measured in the same run
 - MXNet's default threads (child process without OMP_NUM_THREADS) vs the project's (every core);
 - imperative vs `hybridize()` vs `hybridize(static_alloc=True, static_shape=True)` (the project's);
 - FP32 vs BF16 AMP (child process: `amp.init` is process-wide); refused where the CPU cannot;
+- oneDNN's AMX kernels on (the project's runtime, where the CPU has AMX) vs off (`FASHIONAI_AMX=0`),
+  for FP32 and BF16;
 - compute-bound (one batch in memory, repeated) vs the project's loader on 512 px demo JPEGs.
 A training image costs ~3x its forward FLOPs (forward, and backward for activations and weights).
 """
@@ -104,15 +106,15 @@ def measure(model: str, size: int, batch: int, seconds: float, mode: str = "stat
 
 def child(args: argparse.Namespace) -> None:
     """One case in a fresh process: prints {"img_per_s": ..} or {"error": ..}."""
-    if args.case == "default-threads":
-        pass  # OMP_NUM_THREADS removed by the parent: MXNet picks its own default
-    else:
-        from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_amx, configure_runtime, configure_spin
 
-        configure_threads()
+    if args.case == "default-threads":  # OMP_NUM_THREADS removed by the parent: MXNet picks its own default
+        configure_spin(), configure_amx()
+    else:
+        configure_runtime()  # FASHIONAI_AMX=0 from the parent turns AMX off
     try:
         value = measure(args.model, args.size, args.batch, args.seconds,
-                        dtype="bfloat16" if args.case == "bf16" else "float32")
+                        dtype="bfloat16" if args.case.startswith("bf16") else "float32")
         print(json.dumps({"img_per_s": value}))
     except ValueError as err:
         print(json.dumps({"error": str(err)}))
@@ -132,9 +134,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from fashionai.core.runtime import configure_threads
+    from fashionai.core.runtime import configure_runtime
 
-    configure_threads()
+    configure_runtime()
     import mxnet as mx
 
     from fashionai.model import build_net
@@ -165,8 +167,15 @@ def main() -> None:
     add("imperative", measure(**kw, mode="imperative"))
     add("hybridize()", measure(**kw, mode="hybridize"), "imperative")
     add("hybridize(static_alloc, static_shape)", measure(**kw), "imperative")
+    off = common.run_child(script, [*child_args, "--case", "fp32"], {"FASHIONAI_AMX": "0"})
+    add("FP32, AMX off", off.get("img_per_s"), "hybridize(static_alloc, static_shape)")
+    bf16_off = common.run_child(script, [*child_args, "--case", "bf16"], {"FASHIONAI_AMX": "0"})
+    add("BF16 AMP, AMX off", bf16_off.get("img_per_s"), "FP32, AMX off", bf16_off.get("error", ""))
     bf16 = common.run_child(script, [*child_args, "--case", "bf16"], {})
-    add("BF16 AMP", bf16.get("img_per_s"), "hybridize(static_alloc, static_shape)", bf16.get("error", ""))
+    add("BF16 AMP (AMX where the CPU has it)", bf16.get("img_per_s"), "hybridize(static_alloc, static_shape)",
+        bf16.get("error", ""))
+    if bf16.get("img_per_s") and bf16_off.get("img_per_s"):
+        notes.append(f"BF16 AMP, AMX on vs off: {bf16['img_per_s'] / bf16_off['img_per_s']:.2f}x")
     add("compute-bound: one batch in memory", measure(**kw))
     add("project loader (512 px JPEGs, augmentation), workers 0", measure(**kw, loader=prepared),
         "compute-bound: one batch in memory")
