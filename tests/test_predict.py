@@ -244,7 +244,7 @@ def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, mo
     assert main(["predict", "--run", str(run), "--images", *map(str, paths), "--precision", "fused", "--tta", "flip",
                  "--out", str(tmp_path / "fused.npy")]) == 0
     fused = load_probs(tmp_path / "fused.npy")[2]
-    np.testing.assert_allclose(fused, predict.predict_run(run, paths, tta="flip"), atol=1e-4)
+    np.testing.assert_allclose(fused, predict.predict_run(run, paths, tta="flip", which="last"), atol=1e-4)
     assert json.loads((tmp_path / "fused.json").read_text())["precision"] == "fused"
 
     seen = []
@@ -253,4 +253,5 @@ def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, mo
     questions = _questions(tmp_path, task, 2)
     assert main(["submit", "--runs", str(run), "--questions", str(questions), "--out", str(tmp_path / "sub"),
                  "--precision", "int8"]) == 0
-    assert seen[0]["precision"] == "int8" and seen[0]["tta"] == "ten-crop"
+    # the defaults: flip views of the last epoch's weights (fashionai.pipeline.views)
+    assert seen[0]["precision"] == "int8" and seen[0]["tta"] == "flip" and seen[0]["which"] == "last"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fashionai.data.tta import REDUCTIONS
 from fashionai.pipeline.precision import CHOICES, MAP_TOLERANCE
-from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
+from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH, TTA_CHOICES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -30,7 +30,8 @@ def subparser(sub: argparse._SubParsersAction, name: str, summary: str) -> argpa
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by predict and submit: weights file, precision, TTA, devices, batch size, image root."""
-    p.add_argument("--which", default="best", choices=("best", "last"), help="weights of the run to use")
+    p.add_argument("--which", default=DEFAULT_WHICH, choices=("best", "last"),
+                   help="weights of the run: the last epoch's or the best val mAP epoch's")
     p.add_argument("--precision", default="auto", choices=CHOICES,
                    help="fp32; fused (oneDNN-fused fp32 graph, CPU); bf16 (CPUs with BF16 kernels); int8 "
                         "(quantized, calibrated on the run's train images, cached in RUN/quantized); auto: the "

@@ -18,7 +18,7 @@ from fashionai.core.io import building, check_replaceable, write_marker
 from fashionai.core.runinfo import RunInfo
 from fashionai.inference.predict import question_images
 from fashionai.pipeline.predict import predict_resolved
-from fashionai.pipeline.views import DEFAULT_TTA
+from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH
 from fashionai.scoring.submission import (align, build_submission, ensemble, load_probs, prob_file_task, save_probs,
                                           write_submission, write_task_files)
 
@@ -66,6 +66,7 @@ def make_submission(
     Refused before any prediction: an `out_dir` that holds an earlier submission (unless
     `overwrite`), anything else that is not empty, and one that holds an input of this command."""
     predict_kw.setdefault("tta", DEFAULT_TTA)
+    predict_kw.setdefault("which", DEFAULT_WHICH)
     inputs = [("the question file", questions_path), ("the images root", images_root),
               ("the --save-probs folder", save_probs_dir)]
     inputs += [("the run", run) for run in runs] + [("the saved probabilities", p) for p in prob_files]
