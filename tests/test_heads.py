@@ -91,11 +91,12 @@ def test_the_run_splits_into_single_task_runs_that_score_what_training_logged(mu
 
 @pytest.mark.slow
 def test_a_multitask_net_learns_every_task(tmp_path):
-    """On demo-style data one shared net learns both tasks far above chance (1/5 and 1/6).
+    """On demo-style data one shared net learns both tasks far above chance (1/5 and 1/6; random
+    scores get val mAP ~0.2-0.25).
 
-    48 training images per class keep it under a minute on 2 cores. Validated on data seeds 2, 0, 1
-    (best epoch, val acc / mAP, collar then skirt): 0.56 / 0.80, 0.48 / 0.67; 0.54 / 0.72, 0.52 /
-    0.71; 0.54 / 0.76, 0.43 / 0.65."""
+    48 training images per class keep it under a minute on 2 cores. Validated with the demo preset
+    on data seeds 2 (the one used), 0 and 1 (best epoch, val acc / mAP, collar then skirt): 0.64 /
+    0.87, 0.53 / 0.73; 0.66 / 0.81, 0.33 / 0.54; 0.46 / 0.63, 0.38 / 0.58."""
     from fashionai.data.demodata import make_demo_data
     from fashionai.data.prepare import prepare
     from fashionai.training.fit import fit
@@ -107,4 +108,4 @@ def test_a_multitask_net_learns_every_task(tmp_path):
     best = best_row(read_metrics(run))
     for task in TASKS.split(","):
         assert best[f"val_acc/{task}"] >= 2 / num_classes(task), (task, best)
-        assert best[f"val_map/{task}"] >= 0.6, (task, best)
+        assert best[f"val_map/{task}"] >= 0.5, (task, best)
