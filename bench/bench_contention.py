@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -67,14 +68,15 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"img_per_s": common.rate(step, args.seconds)}))
 
 
-def _busy() -> None:
-    while True:
+def _busy(parent: int) -> None:
+    """Spin until stopped, or until the bench that started it is gone (never an orphan hog)."""
+    while os.getppid() == parent:
         pass
 
 
 def measure(script: Path, workload: str, policy: str, seconds: float, busy: int) -> float:
     """img/s of `workload` under `policy`, beside `busy` busy-loop processes."""
-    hogs = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(busy)]
+    hogs = [multiprocessing.Process(target=_busy, args=(os.getpid(),), daemon=True) for _ in range(busy)]
     for hog in hogs:
         hog.start()
     try:
@@ -98,6 +100,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    from fashionai.core.runtime import configure_threads
+
+    configure_threads()  # what the children run with, so that the header says it
     info, script, rows = common.machine_info(), Path(__file__), []
     for workload in args.workloads:
         base = None

@@ -23,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TRAIN_FLOP_FACTOR = 3
+# A child with oneDNN's default ISA: the opt-out, and the parent's own AMX setting not inherited
+# (a DNNL_MAX_CPU_ISA in the environment counts as the user's and would win).
+AMX_OFF = {"FASHIONAI_AMX": "0", "DNNL_MAX_CPU_ISA": None}
 
 
 def _net(model: str, size: int, mode: str, dtype: str = "float32"):
@@ -83,10 +86,11 @@ def _memory_batches(batch: int, size: int):
 
 def _loader_batches(prepared: Path, batch: int, size: int, workers: int):
     """Endless batches of the project's training loader (augmentation included)."""
-    from fashionai import data
+    from fashionai.data.loaders import image_folder, make_loader, split_dir
+    from fashionai.data.transforms import train_transform
 
-    dataset = data.image_folder(data.split_dir(prepared, "skirt_length_labels", "train"), 6)
-    loader = data.make_loader(dataset, data.train_transform(size), batch, train=True, workers=workers)
+    dataset = image_folder(split_dir(prepared, "skirt_length_labels", "train"), 6)
+    loader = make_loader(dataset, train_transform(size), batch, train=True, workers=workers)
     while True:
         yield from loader
 
@@ -167,9 +171,9 @@ def main() -> None:
     add("imperative", measure(**kw, mode="imperative"))
     add("hybridize()", measure(**kw, mode="hybridize"), "imperative")
     add("hybridize(static_alloc, static_shape)", measure(**kw), "imperative")
-    off = common.run_child(script, [*child_args, "--case", "fp32"], {"FASHIONAI_AMX": "0"})
+    off = common.run_child(script, [*child_args, "--case", "fp32"], AMX_OFF)
     add("FP32, AMX off", off.get("img_per_s"), "hybridize(static_alloc, static_shape)")
-    bf16_off = common.run_child(script, [*child_args, "--case", "bf16"], {"FASHIONAI_AMX": "0"})
+    bf16_off = common.run_child(script, [*child_args, "--case", "bf16"], AMX_OFF)
     add("BF16 AMP, AMX off", bf16_off.get("img_per_s"), "FP32, AMX off", bf16_off.get("error", ""))
     bf16 = common.run_child(script, [*child_args, "--case", "bf16"], {})
     add("BF16 AMP (AMX where the CPU has it)", bf16.get("img_per_s"), "hybridize(static_alloc, static_shape)",
