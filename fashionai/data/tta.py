@@ -22,8 +22,8 @@ View 0 is always the centre crop, i.e. exactly what `none` (and the evaluation t
 The centre crop starts at `((H - crop) // 2, (W - crop) // 2)`, as `mx.image.center_crop` does.
 The tutorial's ten-crop takes the crops of the mirrored image; when `W - crop` is even that is the
 same set of views (the top-left crop of the mirror is the mirror of the top-right crop), so means
-agree; when it is odd the tutorial's mirrored centre is one pixel off. `make_views` does the same
-slicing on a batch of equal-size images.
+agree; when it is odd the tutorial's mirrored centre is one pixel off. `cut_views` does the
+slicing of one resized image.
 """
 
 from __future__ import annotations
@@ -81,22 +81,18 @@ def view_boxes(height: int, width: int, crop: int, mode: str) -> list[Box]:
     return five + [box._replace(flip=True) for box in five]
 
 
-def make_views(batch: mx.nd.NDArray, mode: str, crop: int) -> mx.nd.NDArray:
-    """(B, C, H, W) -> (B * V, C, crop, crop), image-major: row b * V + v is view v of image b.
-
-    Each view is one slice of the whole batch (and one flip), so the Python work is per view, not
-    per image.
-    """
+def cut_views(image: mx.nd.NDArray, mode: str, crop: int) -> mx.nd.NDArray:
+    """(H, W, C) -> (V, crop, crop, C): the views of `mode` (`view_boxes`), in the documented order."""
     import mxnet as mx
 
-    if batch.ndim != 4:
-        raise ValueError(f"make_views expects a (B, C, H, W) batch, got shape {batch.shape}")
-    b, c, h, w = batch.shape
+    if image.ndim != 3:
+        raise ValueError(f"cut_views expects an (H, W, C) image, got shape {image.shape}")
+    h, w = image.shape[:2]
     views = []
     for box in view_boxes(h, w, crop, mode):
-        view = batch[:, :, box.y:box.y + crop, box.x:box.x + crop]
-        views.append(mx.nd.flip(view, axis=3) if box.flip else view)
-    return mx.nd.stack(*views, axis=1).reshape((b * len(views), c, crop, crop))
+        view = image[box.y:box.y + crop, box.x:box.x + crop]
+        views.append(mx.nd.flip(view, axis=1) if box.flip else view)
+    return mx.nd.stack(*views)
 
 
 def reduce_views(probs: np.ndarray, views: int, reduce: str = "mean") -> np.ndarray:
@@ -149,14 +145,9 @@ def image_views(image: mx.nd.NDArray, scales: Sequence[int], crop: int, mode: st
     resized image, corners included, as training's random crops are (transforms.RandomCropAtEvalScale)."""
     import mxnet as mx
 
-    views = []
-    for scale in scales:
-        resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
-        h, w = resized.shape[:2]
-        for box in view_boxes(h, w, crop, mode):
-            view = resized[box.y:box.y + crop, box.x:box.x + crop]
-            views.append(mx.nd.flip(view, axis=1) if box.flip else view)
-    return mx.nd.stack(*views)
+    per_scale = [cut_views(mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1), mode, crop)
+                 for scale in scales]
+    return mx.nd.concat(*per_scale, dim=0)
 
 
 def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
