@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_train  # noqa: E402
 import common  # noqa: E402
 
 POLICIES = {  # name: environment of the child (None removes the variable)
@@ -42,30 +43,29 @@ def child(args: argparse.Namespace) -> None:
     from fashionai.core.runtime import configure_runtime
 
     configure_runtime()
+    model, size, batch, train = WORKLOADS[args.case]
+    if train:  # bench_train's own measurement: static graph, SGD with momentum, one batch in memory
+        value = bench_train.measure(model, size, batch, args.seconds)
+    else:
+        value = _predict_rate(model, size, batch, args.seconds)
+    print(json.dumps({"img_per_s": value}))
+
+
+def _predict_rate(model: str, size: int, batch: int, seconds: float) -> float:
+    """img/s of forward passes of the static graph on one batch in memory."""
     import mxnet as mx
 
     from fashionai.model import build_net
 
-    model, size, batch, train = WORKLOADS[args.case]
     net = build_net(model, 6, ctx=[mx.cpu()], hybridize=False)
     net.hybridize(static_alloc=True, static_shape=True)
     data = mx.nd.random.uniform(shape=(batch, 3, size, size))
-    label = mx.nd.array([i % 6 for i in range(batch)])
-    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3, "momentum": 0.9})
-    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
 
     def step() -> int:
-        if train:
-            with mx.autograd.record():
-                loss = loss_fn(net(data), label)
-            loss.backward()
-            trainer.step(batch)
-            loss.wait_to_read()
-        else:
-            net(data).wait_to_read()
+        net(data).wait_to_read()
         return batch
 
-    print(json.dumps({"img_per_s": common.rate(step, args.seconds)}))
+    return common.rate(step, seconds)
 
 
 def _busy(parent: int) -> None:
@@ -94,8 +94,7 @@ def main() -> None:
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes competing for the cores")
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--json", help="append the result to this JSON lines file")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--case", default="", help=argparse.SUPPRESS)
+    common.add_child_flags(p)
     args = p.parse_args()
     if args.child:
         return child(args)

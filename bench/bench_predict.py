@@ -172,8 +172,7 @@ def main() -> None:
     p.add_argument("--run", help="a trained run for the accuracy table (default: a demo run trained here)")
     p.add_argument("--workdir", default="bench/.work")
     p.add_argument("--json", help="append the results to this JSON lines file")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--case", default="", help=argparse.SUPPRESS)
+    common.add_child_flags(p)
     p.add_argument("--prepared", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -132,8 +132,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="timed seconds per case (after one warm-up step)")
     p.add_argument("--workdir", default="bench/.work", help="demo JPEGs for the loader case")
     p.add_argument("--json", help="append the result to this JSON lines file")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--case", default="", help=argparse.SUPPRESS)
+    common.add_child_flags(p)
     args = p.parse_args()
     if args.child:
         return child(args)

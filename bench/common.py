@@ -9,6 +9,7 @@ at import), started by `run_child`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -119,6 +120,12 @@ def rate(step: Callable[[], int], seconds: float, warmup: int = 1, min_steps: in
         done += step()
         n += 1
     return done / (time.time() - start)
+
+
+def add_child_flags(parser: argparse.ArgumentParser) -> None:
+    """The hidden flags `run_child` starts a script's child with: `--child` and the `--case` to run."""
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--case", default="", help=argparse.SUPPRESS)
 
 
 def run_child(script: str | Path, args: Sequence[str], env: dict[str, str | None]) -> dict:
