@@ -28,6 +28,7 @@ bench: venv
 	$(PY) bench/bench_input.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/input.md
 	$(PY) bench/bench_head.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/head.md
 	$(PY) bench/bench_contention.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/contention.md
+	$(PY) bench/bench_profile.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/profile.md
 	@cat $(BENCH_OUT)/train.md $(BENCH_OUT)/predict.md $(BENCH_OUT)/input.md $(BENCH_OUT)/head.md \
 		$(BENCH_OUT)/contention.md
 

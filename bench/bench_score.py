@@ -33,7 +33,7 @@ DATASETS = {
     "second": dict(seed=7, train_per_class=40, test_per_class=10, min_size=192, max_size=320),
 }
 TASKS = ("skirt_length_labels", "coat_length_labels", "collar_design_labels", "neckline_design_labels")
-TUTORIAL_TRAIN = dict(augment="crop", jitter=0.0, lighting=0.0)
+TUTORIAL_TRAIN = dict(augment="crop", crop_ratio=0.875, jitter=0.0, lighting=0.0)
 TUTORIAL_PREDICT = dict(which="last", tta="ten-crop", precision="fp32")
 
 
@@ -80,7 +80,7 @@ def train(config) -> tuple[Path, float]:
     key = settings(config)
     for log in sorted((Path(config.out) / config.task).glob("*/train.log")):
         run = log.parent
-        if " done: " in log.read_text() and settings(TrainConfig.load(run / "config.json")) == key:
+        if " done: " in log.read_text() and settings(TrainConfig.of_run(run)) == key:
             return run, train_seconds(run)
     run = fit(config.replace(name=f"{config.name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"))
     return run, train_seconds(run)

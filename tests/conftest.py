@@ -57,8 +57,14 @@ TINY = dict(model="cifar_resnet20_v1", data_shape=32, pretrained="none", workers
             lighting=0.0, seed=0)
 
 
+def best_epoch(rows):
+    """The best epoch of metrics rows by the documented rule (checkpoint.FitState.record): the
+    highest val mAP, then the lowest val loss, then the later epoch (rows without NaN here)."""
+    return max(rows, key=lambda r: (r["val_map"], -r["val_loss"], r["epoch"]))["epoch"]
+
+
 def first_argmax(values):
-    """Index of the first maximum (ties keep the earlier epoch), ignoring NaN."""
+    """Index of the first maximum (the epoch the score last rose), ignoring NaN."""
     import math
 
     best = max(v for v in values if not math.isnan(v))

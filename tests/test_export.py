@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fashionai.cli import main
+from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data import transforms
 from fashionai.inference import predict
@@ -59,7 +60,9 @@ def test_model_json_describes_input_preprocessing_and_output(trained_run, tmp_pa
     assert info["input"] == {"name": "data", "shape": [3, 3, SIZE, SIZE], "layout": "NCHW",
                              "dtype": "float32", "channels": "RGB"}
     pre = info["preprocess"]
-    assert (pre["resize_short_side"], pre["center_crop"]) == (36, SIZE)  # 32 / 0.875
+    crop_ratio = RunInfo.read(trained_run).crop_ratio
+    assert (pre["resize_short_side"], pre["center_crop"]) == (transforms.resize_size(SIZE, crop_ratio), SIZE)
+    assert (pre["resize_short_side"] == SIZE) == (crop_ratio == 1.0)  # 1.0: the whole short side
     assert pre["mean"] == list(transforms.MEAN) and pre["std"] == list(transforms.STD) and pre["scale"] == 1 / 255
     assert info["output"]["name"] == "probabilities" and info["output"]["shape"] == [3, 6]
     assert info["onnx_opset"] is None and "onnx" not in info["files"]
@@ -74,10 +77,13 @@ def test_described_preprocessing_reproduces_predict(trained_run, tmp_path):
         cv2.imwrite(str(paths[-1]), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     out = tmp_path / "export"
     export_run(trained_run, out)
-    size = read_export(out)["input"]["shape"][-1]
-    x = mx.nd.stack(*[transforms.eval_transform(size)(mx.image.imread(str(p))) for p in paths])
-    net, _ = load_run(trained_run, mx.cpu())
-    expected = predict.predict_paths(net, paths, data_shape=SIZE, ctx=mx.cpu(), tta="none")
+    pre = read_export(out)["preprocess"]
+    steps = mx.gluon.data.vision.transforms
+    described = steps.Compose([steps.Resize(pre["resize_short_side"], keep_ratio=True),
+                               steps.CenterCrop(pre["center_crop"]), steps.ToTensor(),
+                               steps.Normalize(pre["mean"], pre["std"])])
+    x = mx.nd.stack(*[described(mx.image.imread(str(p))) for p in paths])
+    expected = predict.predict_run(trained_run, paths, tta="none", devices="cpu")
     np.testing.assert_allclose(load_exported(out)(x).asnumpy(), expected, rtol=1e-5, atol=1e-7)
 
 

@@ -87,7 +87,8 @@ def test_the_cache_is_reused_and_head_epochs_are_fast(small, caplog):
     assert "(0 from the cache" in caplog.text
     rows = read_metrics(first)
     assert len(rows) == 10 and np.median([r["epoch_s"] for r in rows]) < 1.0
-    cache = cache_file(root / "prepared", "mobilenet0.25", 32, weights_id(str(backbone), 0), "none")
+    cache = cache_file(root / "prepared", "mobilenet0.25", 32, TrainConfig().crop_ratio, weights_id(str(backbone), 0),
+                       "none")
     assert len(load_cache(cache)) == 16 * 5  # every train and val image
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fashionai"):

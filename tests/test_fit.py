@@ -28,7 +28,7 @@ from fashionai.training.loaders import make_loaders
 from fashionai.training.loop import validate
 from fashionai.training.rundir import best_row, read_metrics
 
-from conftest import TASK, TINY, first_argmax
+from conftest import TASK, TINY, best_epoch, first_argmax
 from conftest import read_checkpoint_json as _checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,13 +125,14 @@ def test_two_cpu_contexts_learn_as_well_as_one(learned_one, learned_two):
 
 def test_best_params_are_the_best_val_map_epoch_and_last_params_the_last(learned_one):
     """best.params is what predict/submit use: it must hold the epoch with the highest val mAP
-    (ties: the earlier), and evaluating it must reproduce that epoch's logged metrics."""
+    (ties: the lower val loss, then the later epoch), and evaluating it must reproduce that epoch's
+    logged metrics; patience counts the epochs since the score last rose."""
     rows = read_metrics(learned_one)
     state = _checkpoint(learned_one)
-    best = first_argmax([r["val_map"] for r in rows])
+    best = best_epoch(rows)
     assert state["best_epoch"] == best and state["best_score"] == rows[best]["val_map"]
     assert state["epoch"] == len(rows) and state["metric"] == "val_map"
-    assert state["bad_epochs"] == len(rows) - 1 - best
+    assert state["bad_epochs"] == len(rows) - 1 - first_argmax([r["val_map"] for r in rows])
     for which, epoch in (("best", best), ("last", len(rows) - 1)):
         got = _revalidate(learned_one, which)
         for key in ("val_loss", "val_acc", "val_map", "val_basic_precision"):
@@ -139,6 +140,22 @@ def test_best_params_are_the_best_val_map_epoch_and_last_params_the_last(learned
     best_p, last_p = mx.nd.load(str(learned_one / "best.params")), mx.nd.load(str(learned_one / "last.params"))
     identical = all(np.array_equal(best_p[k].asnumpy(), last_p[k].asnumpy()) for k in best_p)
     assert identical == (best == len(rows) - 1)  # two files only when the best epoch is not the last
+
+
+def test_prediction_sees_the_views_training_validated_on(learned_one):
+    """`predict_run` (TTA none) on the val images reproduces the val mAP that fit logged for the same
+    weights: prediction cuts its views at the run's own crop ratio, not a library default."""
+    from fashionai.core.tasks import class_names
+    from fashionai.data.manifest import split_images
+    from fashionai.inference.predict import predict_run
+    from fashionai.scoring.scores import evaluate_predictions
+
+    config = TrainConfig.of_run(learned_one)
+    assert config.crop_ratio == TrainConfig().crop_ratio != 0.875  # the default, not the functions' legacy value
+    images, labels = split_images(config.prepared, TASK, "val")
+    probs = predict_run(learned_one, images, tta="none", devices="cpu", which="last")
+    report = evaluate_predictions(probs, labels, class_names(TASK))
+    assert report["official_ap"] == pytest.approx(read_metrics(learned_one)[-1]["val_map"], abs=1e-6)
 
 
 def test_two_device_checkpoint_reproduces_its_logged_val_metrics(learned_two):

@@ -89,6 +89,22 @@ def test_imagenet_crops_fit_the_drawn_area_even_at_min_scale_one():
     assert FittedResizedCrop(64, (1.0, 1.0)).box(200, 120) == (0, 0, 120, 200)  # the whole image
 
 
+def test_the_crop_ratio_sets_the_val_views_short_side():
+    """resize_size: ImageNet's 256 for 224 at 0.875; the whole short side at 1.0; nonsense refused."""
+    from fashionai.data.transforms import eval_transform, resize_size
+
+    assert (resize_size(224), resize_size(224, 0.875), resize_size(64, 1.0), resize_size(64, 0.5)) == (256, 256, 64, 128)
+    for bad in (0, -0.5, 1.01, True, "1"):
+        with pytest.raises(ValueError, match="crop_ratio"):
+            resize_size(64, bad)
+    column = mx.nd.array(np.tile(np.arange(100, dtype=np.float32)[None, :, None], (100, 1, 3)))  # column index
+    whole, cut = (eval_transform(50, r)(column.astype("uint8")) for r in (1.0, 0.5))
+    assert whole.shape == cut.shape == (3, 50, 50)
+    # at 1.0 the view spans the image's first to last column; at 0.5 only its middle half
+    span = [float(v[0, 0, -1].asscalar() - v[0, 0, 0].asscalar()) for v in (whole, cut)]
+    assert span[0] > 1.8 * span[1]
+
+
 def test_the_crop_augment_is_the_val_scale_anywhere_in_the_image():
     """`crop` (the tutorial's): short side resized as for evaluation, then a data_shape square at a
     random position; over many draws the positions reach both ends of the long side."""

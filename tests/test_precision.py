@@ -218,8 +218,9 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
     again = choice.choose_precision(run)  # and predict's auto reuses it without measuring
     probs = predict_run(run, images[:3], tta="none", precision=choice.resolve_precision(run, "auto"))
     assert again.cached and again.precision == "fused" and len(measured) == 1
-    fused, _ = nets.load_net(run, "fused", ctx=mx.cpu())
-    np.testing.assert_allclose(probs, predict_paths(fused, images[:3], data_shape=32, ctx=mx.cpu()), atol=1e-6)
+    fused, info = nets.load_net(run, "fused", ctx=mx.cpu())
+    np.testing.assert_allclose(probs, predict_paths(fused, images[:3], data_shape=32, ctx=mx.cpu(),
+                                                    crop_ratio=info.crop_ratio), atol=1e-6)
 
     params = mx.nd.load(str(run / "best.params"))
     mx.nd.save(str(run / "best.params"), {k: v * 1.0001 for k, v in params.items()})

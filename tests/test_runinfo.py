@@ -29,11 +29,18 @@ def test_a_valid_config_reads_as_typed_fields(tmp_path):
     ({"task": "../../../tmp/evil"}, "task"), ({"task": "skirt_length_labels/../x"}, "task"), ({"task": 3}, "task"),
     ({"model": "../x"}, "model"), ({"model": ""}, "model"), ({"data_shape": "224"}, "data_shape"),
     ({"data_shape": 0}, "data_shape"), ({"data_shape": 100000}, "data_shape"), ({"data_shape": True}, "data_shape"),
-    ({"num_classes": 6}, "num_classes"), ({"prepared": None}, "prepared"),
+    ({"num_classes": 6}, "num_classes"), ({"prepared": None}, "prepared"), ({"crop_ratio": 0}, "crop_ratio"),
+    ({"crop_ratio": 1.5}, "crop_ratio"), ({"crop_ratio": "1"}, "crop_ratio"), ({"crop_ratio": True}, "crop_ratio"),
 ])
 def test_values_that_cannot_be_right_are_refused_naming_file_and_field(tmp_path, changes, field):
     with pytest.raises(ValueError, match=rf"config\.json: {field} "):
         RunInfo.read(_run(tmp_path, **changes))
+
+
+def test_a_run_made_before_crop_ratio_existed_keeps_the_imagenet_view(tmp_path):
+    """Every run before the setting was trained on 0.875 views: its predictions must be made on them."""
+    assert RunInfo.read(_run(tmp_path)).crop_ratio == 0.875
+    assert RunInfo.read(_run(tmp_path, crop_ratio=1)).crop_ratio == 1.0
 
 
 def test_not_a_run(tmp_path):

@@ -54,14 +54,14 @@ def test_auto_measures_once_caches_in_the_run_and_remeasures_new_weights(tmp_pat
     monkeypatch.setattr(views, "split_images", lambda prepared, task, split: (["a.jpg"] * 4, LABELS))
     monkeypatch.setattr(views, "load_net", lambda run_dir, precision, ctx, which: (None, None))
 
-    def predict_views(net, images, *, data_shape, ctx, tta, batch_size):
-        runs.append((tta, data_shape))
+    def predict_views(net, images, *, data_shape, ctx, tta, batch_size, crop_ratio):
+        runs.append((tta, data_shape, crop_ratio))
         return _view_probs()
 
     monkeypatch.setattr(views, "predict_views", predict_views)
     run = _fake_run(tmp_path)
     assert views.resolve_tta(run, "auto", devices="cpu") == "none"  # flip ties none: fewer views
-    assert runs == [("ten-crop", 32)]
+    assert runs == [("ten-crop", 32, 0.875)]  # the fake run's config predates crop_ratio: its views stay 0.875
     saved = json.loads((run / views.DECISION_FILE).read_text())
     assert saved["mode"] == "none" and saved["scores"]["ten-crop"] < 0.5
     decision = views.choose_tta(run, devices="cpu")

@@ -41,7 +41,7 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                    help="test-time views per image; auto: the mode with the best val mAP of the run, measured "
                         "once and cached in RUN/tta.json")
     p.add_argument("--tta-scales", type=int, nargs="+", metavar="S",
-                   help="short-side sizes to take the views at (default: data_shape / 0.875)")
+                   help="short-side sizes to take the views at (default: data_shape / the run's crop_ratio)")
     p.add_argument("--tta-reduce", default="mean", choices=REDUCTIONS, help="how views are combined")
     p.add_argument("--devices", default="auto", help="auto, cpu, or GPUs as training takes them")
     p.add_argument("-b", "--batch-size", type=int, default=32, help="network inputs (views) per device per pass")

@@ -75,7 +75,7 @@ def add_pack(sub: argparse._SubParsersAction) -> Handler:
                    "(a group packs the tasks the prepared root has)")
     p.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE, metavar="N",
                    help="resize each image's short side to N px once; at least the eval resize of the "
-                        "training size (data_shape / 0.875: 256 for 224, 384 for 336)")
+                        "training size (data_shape / crop_ratio: 224 for 224 at the default 1.0, 256 at 0.875)")
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality of the packed images")
     p.add_argument("-j", "--threads", type=int, help="encoding threads (default: one per core)")
     return _cmd_pack

@@ -59,6 +59,9 @@ TRAIN_HELP = {
     "balance": ("imbalanced classes: none, sampler (balanced draws) or weights (loss weights)", ()),
     "augment": ("training views: crop (the val view's scale at a random position, the Gluon FashionAI "
                 "tutorial's) or imagenet (GluonCV's random resized crop, area >= --min-scale)", ()),
+    "crop_ratio": ("share of the short side the val view keeps: resize the short side to data_shape / "
+                   "crop_ratio, then crop data_shape (GluonCV's --crop-ratio; ImageNet's 0.875 cuts the "
+                   "ends of a garment off that length tasks are about)", ()),
     "min_scale": ("--augment imagenet: smallest crop area share", ()),
     "jitter": ("colour jitter strength (0 = off)", ()),
     "lighting": ("PCA lighting noise (0 = off)", ()),
@@ -117,7 +120,7 @@ def train_config(args: argparse.Namespace):
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     merged = {**values, **flags}
     if flags.get("resume") and not args.config:  # a resume keeps the run's own settings unless told otherwise
-        merged = {**TrainConfig.load(f"{flags['resume']}/config.json").to_dict(), **flags}
+        merged = {**TrainConfig.of_run(flags["resume"]).to_dict(), **flags}
     if not merged.get("task") and not merged.get("tasks"):
         raise ValueError("--task (or --tasks for a multi-task net) is required, or a config file with task:")
     if args.preset:

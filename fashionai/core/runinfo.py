@@ -18,6 +18,18 @@ from fashionai.core.tasks import check_task, num_classes
 CONFIG_FILE = "config.json"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # GluonCV model-zoo names
 MIN_SIZE, MAX_SIZE = 8, 4096  # input sizes in px a config may ask for
+# The share of the short side the val view keeps (fashionai.data.transforms). ImageNet's 0.875
+# (resize 256, crop 224: GluonCV, the Gluon FashionAI tutorial) is what every run made before
+# `crop_ratio` was a setting used: a config without the key is read as 0.875, so an older run is
+# predicted on the views it was trained on. New runs default to 1.0 (TrainConfig.crop_ratio).
+IMAGENET_CROP_RATIO = 0.875
+
+
+def check_crop_ratio(crop_ratio: float) -> float:
+    """`crop_ratio` if it is a share in (0, 1]; ValueError otherwise."""
+    if isinstance(crop_ratio, bool) or not isinstance(crop_ratio, (int, float)) or not 0 < crop_ratio <= 1:
+        raise ValueError(f"crop_ratio must be a number in (0, 1], got {crop_ratio!r}")
+    return float(crop_ratio)
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,7 @@ class RunInfo:
     num_classes: int
     prepared: Path
     name: str = ""
+    crop_ratio: float = IMAGENET_CROP_RATIO
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunInfo:
@@ -75,7 +88,12 @@ class RunInfo:
         if not isinstance(prepared, str):
             raise bad("prepared", "is not a folder path")
         name = config.get("name", "")
-        return cls(Path(run_dir), task, model, size, k, Path(prepared), name if isinstance(name, str) else "")
+        try:
+            crop_ratio = check_crop_ratio(config.get("crop_ratio", IMAGENET_CROP_RATIO))
+        except ValueError:
+            raise bad("crop_ratio", "is not a share of the short side in (0, 1]") from None
+        return cls(Path(run_dir), task, model, size, k, Path(prepared), name if isinstance(name, str) else "",
+                   crop_ratio)
 
     def weights(self, which: str = "best") -> Path:
         """`<which>.params` of the run; FileNotFoundError when it has none yet."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from fashionai.core.tasks import num_classes
 from fashionai.data.loaders import AUTO_WORKERS, record_threads
+from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.data.transforms import MEAN, STD, resize_size
 
 if TYPE_CHECKING:
@@ -169,13 +170,13 @@ class RecordSplit:
     def __len__(self) -> int:
         return len(self.items)
 
-    def check_size(self, data_shape: int) -> None:
+    def check_size(self, data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO) -> None:
         """Warn when the pack is smaller than the evaluation resize: every view gets upsampled."""
-        if self.meta["short_side"] < resize_size(data_shape):
+        short = resize_size(data_shape, crop_ratio)
+        if self.meta["short_side"] < short:
             log.warning("%s/%s was packed at short side %d px, below the %d px that %d px input resizes to: "
                         "images are upsampled; `fashionai pack --short-side %d` keeps their detail",
-                        self.task, self.split, self.meta["short_side"], resize_size(data_shape), data_shape,
-                        resize_size(data_shape))
+                        self.task, self.split, self.meta["short_side"], short, data_shape, short)
 
 
 def part_sizes(count: int, parts: int) -> list[int]:
@@ -185,23 +186,23 @@ def part_sizes(count: int, parts: int) -> list[int]:
     return [max(0, min(count, (r + 1) * step) - r * step) for r in range(parts)]
 
 
-def record_iter_args(data_shape: int, *, train: bool, augment: str = "crop", min_scale: float = 0.08,
-                     jitter: float = 0.0, lighting: float = 0.0) -> dict:
+def record_iter_args(data_shape: int, *, train: bool, augment: str = "crop", crop_ratio: float = IMAGENET_CROP_RATIO,
+                     min_scale: float = 0.08, jitter: float = 0.0, lighting: float = 0.0) -> dict:
     """ImageRecordIter options matching `train_transform` / `eval_transform`: for training `crop`
-    (resize the short side to data_shape / 0.875, a random crop anywhere, mirror) or `imagenet`
+    (resize the short side to data_shape / crop_ratio, a random crop anywhere, mirror) or `imagenet`
     (GluonCV train_imagenet.py `--use-rec`: random resized crop, area [min_scale, 1], aspect
     [3/4, 4/3], mirror; MXNet's C++ crop falls back to a centre crop when a draw does not fit, as
     the folder path's FittedResizedCrop does not), colour jitter and PCA lighting; for evaluation
-    the short side resized to data_shape / 0.875 and a centre crop; both normalised with MEAN / STD
+    the short side resized to data_shape / crop_ratio and a centre crop; both normalised with MEAN / STD
     on 0..255."""
     args = dict(data_shape=(3, data_shape, data_shape),
                 **{f"mean_{c}": 255 * m for c, m in zip("rgb", MEAN)},
                 **{f"std_{c}": 255 * s for c, s in zip("rgb", STD)})
     if not train:
-        return {**args, "resize": resize_size(data_shape)}
+        return {**args, "resize": resize_size(data_shape, crop_ratio)}
     colour = {"brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
     if augment == "crop":
-        return {**args, "resize": resize_size(data_shape), "rand_crop": True, "rand_mirror": True, **colour}
+        return {**args, "resize": resize_size(data_shape, crop_ratio), "rand_crop": True, "rand_mirror": True, **colour}
     return {**args, "random_resized_crop": True, "min_random_area": min_scale, "max_random_area": 1.0,
             "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True, **colour}
 
@@ -264,7 +265,7 @@ def record_loader(prepared: str | Path, task: str, split: str, batch_size: int, 
                   num_workers: int = 1, **augment: float) -> RecordLoader:
     """RecordLoader over `<prepared>/<task>/<split>.rec`, refusing a missing or stale pack."""
     split_data = RecordSplit(prepared, task, split)
-    split_data.check_size(data_shape)
+    split_data.check_size(data_shape, augment.get("crop_ratio", IMAGENET_CROP_RATIO))
     return RecordLoader(split_data, batch_size, train=train, data_shape=data_shape,
                         threads=record_threads(workers), seed=seed, rank=rank, num_workers=num_workers,
                         **augment)

@@ -1,7 +1,8 @@
 """Image transforms: the training augmentation and "the val view", with the normalisation defined once.
 
 The normalisation constants are ImageNet's statistics, which the model-zoo weights were trained
-with. `eval_transform` is the single definition of the val view; prediction reproduces it exactly
+with. `eval_transform` is the single definition of the val view (the short side resized to
+data_shape / crop_ratio, then a centre crop); prediction reproduces it exactly
 for TTA mode `none` (fashionai.data.tta) and the RecordIO reader mirrors both
 (fashionai.data.recordio.record_iter_args).
 """
@@ -12,26 +13,28 @@ import math
 import random
 from typing import TYPE_CHECKING
 
+from fashionai.core.runinfo import IMAGENET_CROP_RATIO, check_crop_ratio
+
 if TYPE_CHECKING:
     import mxnet as mx
 
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-CROP_FRACTION = 0.875  # evaluation: resize the short side to data_shape / 0.875, then centre-crop
 
 
-def resize_size(data_shape: int) -> int:
-    """Short side the evaluation transform resizes to before its centre crop (256 for 224)."""
-    return int(data_shape / CROP_FRACTION)
+def resize_size(data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO) -> int:
+    """Short side the evaluation transform resizes to before its centre crop (256 for 224 at 0.875;
+    data_shape itself at 1.0, where the crop keeps the whole short side)."""
+    return int(data_shape / check_crop_ratio(crop_ratio) + 1e-6)
 
 
-def eval_transform(data_shape: int) -> mx.gluon.Block:
+def eval_transform(data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO) -> mx.gluon.Block:
     """HWC uint8 image -> (3, data_shape, data_shape) float32: resize short side, centre crop, normalise."""
     from mxnet.gluon.data.vision import transforms
 
     return transforms.Compose([
-        transforms.Resize(resize_size(data_shape), keep_ratio=True),
+        transforms.Resize(resize_size(data_shape, crop_ratio), keep_ratio=True),
         transforms.CenterCrop(data_shape),
         transforms.ToTensor(),
         transforms.Normalize(MEAN, STD),
@@ -47,8 +50,8 @@ class RandomCropAtEvalScale:
     whole resized image (the Gluon FashionAI tutorial's `resize=256, rand_crop=True`). Every test
     view (centre, corners, mirrors) is then a view training saw, at the same scale."""
 
-    def __init__(self, data_shape: int):
-        self.size, self.short = data_shape, resize_size(data_shape)
+    def __init__(self, data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO):
+        self.size, self.short = data_shape, resize_size(data_shape, crop_ratio)
 
     def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
         import mxnet as mx
@@ -83,17 +86,17 @@ class FittedResizedCrop:
 
 
 def train_transform(
-    data_shape: int, *, augment: str = "crop", min_scale: float = 0.08, jitter: float = 0.0,
-    lighting: float = 0.0,
+    data_shape: int, *, augment: str = "crop", crop_ratio: float = IMAGENET_CROP_RATIO, min_scale: float = 0.08,
+    jitter: float = 0.0, lighting: float = 0.0,
 ) -> mx.gluon.Block:
-    """The training augmentation: `crop` (RandomCropAtEvalScale) or `imagenet` (GluonCV's ImageNet
+    """The training augmentation: `crop` (RandomCropAtEvalScale at `crop_ratio`) or `imagenet` (GluonCV's ImageNet
     recipe: FittedResizedCrop with area share >= `min_scale`), then a left-right flip, optional
     colour jitter and PCA lighting noise, normalisation."""
     from mxnet.gluon.data.vision import transforms
 
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    crop = RandomCropAtEvalScale(data_shape) if augment == "crop" else FittedResizedCrop(data_shape, (min_scale, 1.0))
+    crop = RandomCropAtEvalScale(data_shape, crop_ratio) if augment == "crop" else FittedResizedCrop(data_shape, (min_scale, 1.0))
     steps = [transforms.RandomFlipLeftRight()]
     if jitter > 0:
         steps.append(transforms.RandomColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.data.transforms import MEAN, STD, resize_size
 
 if TYPE_CHECKING:
@@ -120,9 +121,11 @@ class ImageDecodeError(ValueError):
         self.failures = failures
 
 
-def check_scales(scales: Sequence[int] | None, data_shape: int) -> list[int]:
-    """The short-side sizes to predict at (default: the evaluation transform's); each >= data_shape."""
-    scales = [resize_size(data_shape)] if not scales else [int(s) for s in scales]
+def check_scales(scales: Sequence[int] | None, data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO
+                 ) -> list[int]:
+    """The short-side sizes to predict at (default: the evaluation transform's at the run's
+    `crop_ratio`); each >= data_shape."""
+    scales = [resize_size(data_shape, crop_ratio)] if not scales else [int(s) for s in scales]
     small = [s for s in scales if s < data_shape]
     if small:
         raise ValueError(f"TTA scales {small} are smaller than the crop size {data_shape}")

@@ -89,9 +89,9 @@ def _sidecar(run: RunInfo, which: str, stem: str, batch_size: int | None, onnx_o
         "input": {"name": INPUT_NAME, "shape": [batch_size, 3, size, size], "layout": "NCHW",
                   "dtype": "float32", "channels": "RGB"},
         "preprocess": {
-            "resize_short_side": resize_size(size), "keep_ratio": True, "interpolation": "bilinear",
+            "resize_short_side": resize_size(size, run.crop_ratio), "keep_ratio": True, "interpolation": "bilinear",
             "center_crop": size, "scale": 1 / 255, "mean": list(MEAN), "std": list(STD),
-            "rule": f"decode RGB, resize the short side to {resize_size(size)} (bilinear, keep ratio), "
+            "rule": f"decode RGB, resize the short side to {resize_size(size, run.crop_ratio)} (bilinear, keep ratio), "
                     f"centre-crop {size}x{size}, x / 255, then (x - mean) / std per channel, HWC -> CHW",
         },
         "output": {"name": OUTPUT_NAME, "shape": [batch_size, len(classes)], "kind": "probabilities",

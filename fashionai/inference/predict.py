@@ -1,6 +1,7 @@
 """Class probabilities (softmax) of a trained net for a list of images, with TTA, on any contexts.
 
-Preprocessing, per scale `s` (default `transforms.resize_size(data_shape)`, the evaluation transform's):
+Preprocessing, per scale `s` (default `transforms.resize_size(data_shape, crop_ratio)`, the evaluation
+transform's at the run's crop ratio):
 decode with OpenCV (`mx.image.imread`, RGB), resize the short side to `s` with the same operator
 and interpolation as the evaluation transform (`transforms.Resize(s, keep_ratio=True)`), then cut
 the TTA mode's views from the whole resized image (`data.tta.image_views`); the views of all images
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from fashionai.core.annotations import read_questions
 from fashionai.core.devices import context_list, resolve_devices
+from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.core.tasks import check_task
 from fashionai.data.tta import ImageDecodeError, check_scales, load_views, normalise, num_views, reduce_views
 from fashionai.inference.nets import load_net, precision_of
@@ -53,7 +55,7 @@ def _forward(net, stacks: list, ctx: list) -> np.ndarray:
 
 def predict_views(
     net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
-    scales: Sequence[int] | None = None, batch_size: int = 32,
+    scales: Sequence[int] | None = None, batch_size: int = 32, crop_ratio: float = IMAGENET_CROP_RATIO,
 ) -> np.ndarray:
     """(N, S * V, K) probabilities of every view of every image (`data.tta` order), rows in `paths`
     order. Every undecodable image is collected and reported in one ImageDecodeError (after the
@@ -65,7 +67,7 @@ def predict_views(
     ctx = context_list(ctx)
     if not paths:
         raise ValueError("no images to predict")
-    scales = check_scales(scales, data_shape)
+    scales = check_scales(scales, data_shape, crop_ratio)
     views = num_views(tta) * len(scales)
     per_step = max(1, batch_size // views) * len(ctx)
     if precision_of(net) is None:
@@ -87,6 +89,7 @@ def predict_views(
 def predict_paths(
     net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
     scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
+    crop_ratio: float = IMAGENET_CROP_RATIO,
 ) -> np.ndarray:
     """(N, K) probabilities, rows in `paths` order: `predict_views` reduced over each image's views.
 
@@ -94,7 +97,7 @@ def predict_paths(
     prediction (`predict_run`) builds on.
     """
     views = predict_views(net, paths, data_shape=data_shape, ctx=ctx, tta=tta, scales=scales,
-                          batch_size=batch_size)
+                          batch_size=batch_size, crop_ratio=crop_ratio)
     return reduce_views(views.reshape(-1, views.shape[-1]), views.shape[1], reduce)
 
 
@@ -114,7 +117,7 @@ def predict_run(
              ctx, tta)
     return predict_paths(
         net, image_paths, data_shape=run.data_shape, ctx=ctx, tta=tta, scales=scales,
-        reduce=reduce, batch_size=batch_size,
+        reduce=reduce, batch_size=batch_size, crop_ratio=run.crop_ratio,
     )
 
 

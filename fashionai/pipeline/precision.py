@@ -95,11 +95,11 @@ def measure_throughput(nets: dict[str, mx.gluon.Block], batch: mx.nd.NDArray, *,
     return best
 
 
-def _fixed_batch(images: Sequence[Path], data_shape: int, batch_size: int, ctx) -> mx.nd.NDArray:
+def _fixed_batch(images: Sequence[Path], run: RunInfo, batch_size: int, ctx) -> mx.nd.NDArray:
     """(batch_size, 3, S, S) evaluation views of the first val images, repeated to fill the batch."""
     import mxnet as mx
 
-    transform = eval_transform(data_shape)
+    transform = eval_transform(run.data_shape, run.crop_ratio)
     views = [transform(mx.image.imread(str(p))) for p in images[:batch_size]]
     return mx.nd.stack(*[views[i % len(views)] for i in range(batch_size)]).as_in_context(ctx)
 
@@ -149,10 +149,10 @@ def compare_precisions(
             continue
         try:
             net, _ = load_net(run_dir, name, ctx=ctx, which=which)
-            probs[name] = predict_paths(net, images, data_shape=run.data_shape, ctx=ctx, tta="none",
-                                        batch_size=batch_size)
-            probe_probs[name] = predict_paths(net, probe, data_shape=run.data_shape, ctx=ctx, tta="none",
-                                              batch_size=batch_size) if probe else probs[name]
+            view = dict(data_shape=run.data_shape, crop_ratio=run.crop_ratio, ctx=ctx, tta="none",
+                        batch_size=batch_size)
+            probs[name] = predict_paths(net, images, **view)
+            probe_probs[name] = predict_paths(net, probe, **view) if probe else probs[name]
         except (ValueError, OSError, mx.base.MXNetError) as err:  # e.g. int8 without train images
             if name == "fp32":
                 raise
@@ -162,7 +162,7 @@ def compare_precisions(
         nets[name] = net
         report = evaluate_predictions(probs[name], labels, class_names(run.task))
         row.update(val_map=report["official_ap"], accuracy=report["accuracy"])
-    speeds = measure_throughput(nets, _fixed_batch(images, run.data_shape, batch_size, ctx[0]),
+    speeds = measure_throughput(nets, _fixed_batch(images, run, batch_size, ctx[0]),
                                 seconds=THROUGHPUT_SECONDS if seconds is None else seconds)
     _add_comparison(rows, speeds, probe_probs, len(probe))
     return rows

@@ -75,7 +75,7 @@ def choose_tta(run_dir: str | Path, *, which: str = "best", devices: str = "auto
     """The TTA mode with the best val AP on the run's own val split (fp32), measured once and cached."""
     run = RunInfo.read(run_dir)
     key = {"params": {k: v for k, v in params_fingerprint(run.weights(which)).items() if k in ("file", "sha1")},
-           "data_shape": run.data_shape}
+           "data_shape": run.data_shape, "crop_ratio": run.crop_ratio}
     path = run.run_dir / DECISION_FILE
     if path.is_file() and not refresh:
         saved = json.loads(path.read_text())
@@ -89,7 +89,8 @@ def choose_tta(run_dir: str | Path, *, which: str = "best", devices: str = "auto
         return TtaDecision("none", f"val split not available ({err}); the single view without measuring")
     ctx = resolve_devices(devices)
     net, _ = load_net(run.run_dir, "fp32", ctx=ctx, which=which)
-    views = predict_views(net, images, data_shape=run.data_shape, ctx=ctx, tta="ten-crop", batch_size=batch_size)
+    views = predict_views(net, images, data_shape=run.data_shape, ctx=ctx, tta="ten-crop", batch_size=batch_size,
+                          crop_ratio=run.crop_ratio)
     scores = mode_scores(views, labels)
     mode, why = pick_tta(scores)
     write_json(path, {"mode": mode, "reason": why, "scores": scores, "key": key})

@@ -82,9 +82,10 @@ def weights_id(pretrained: str, seed: int) -> str:
     return "file-" + image_key(pretrained)[:10]
 
 
-def cache_file(prepared: str | Path, model: str, data_shape: int, weights: str, views: str) -> Path:
-    """`<prepared>/feature_cache/<model>-<S>px-<weights>-<views>.npz`."""
-    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-{weights}-{views}.npz"
+def cache_file(prepared: str | Path, model: str, data_shape: int, crop_ratio: float, weights: str, views: str
+               ) -> Path:
+    """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>.npz`."""
+    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-r{crop_ratio:g}-{weights}-{views}.npz"
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray]:
@@ -103,14 +104,15 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
     atomic_save(path, lambda tmp: np.savez(tmp, keys=np.array(keys), features=features))
 
 
-def _extract(block, paths: Sequence[Path], data_shape: int, views: str, ctx) -> np.ndarray:
+def _extract(block, paths: Sequence[Path], view: tuple[int, float], views: str, ctx) -> np.ndarray:
     """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
     import mxnet as mx
 
-    out, v = [], num_views(views)
+    (data_shape, crop_ratio), out, v = view, [], num_views(views)
     for start in tqdm(range(0, len(paths), EXTRACT_BATCH), desc=f"features ({views})", unit="batch",
                       leave=False, disable=None):
-        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape)], data_shape, views)
+        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape, crop_ratio)],
+                                      data_shape, views)
         if failures:
             raise ImageDecodeError(failures)
         feats = block(normalise(mx.nd.concat(*stacks, dim=0)).as_in_context(ctx)).asnumpy()
@@ -118,13 +120,15 @@ def _extract(block, paths: Sequence[Path], data_shape: int, views: str, ctx) -> 
     return np.concatenate(out)
 
 
-def cached_features(block, paths: Sequence[Path], path: Path, data_shape: int, views: str, ctx) -> np.ndarray:
-    """(N, V, C) features of `paths`: read from the cache file, the missing ones computed and added."""
+def cached_features(block, paths: Sequence[Path], path: Path, view: tuple[int, float], views: str, ctx
+                    ) -> np.ndarray:
+    """(N, V, C) features of `paths` at `view` (data_shape, crop_ratio): read from the cache file, the
+    missing ones computed and added."""
     cache = load_cache(path)
     keys = [image_key(p) for p in paths]
     todo = sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
     if todo:
-        fresh = _extract(block, [p for _, p in todo], data_shape, views, ctx)
+        fresh = _extract(block, [p for _, p in todo], view, views, ctx)
         cache.update({k: f for (k, _), f in zip(todo, fresh)})
         save_cache(path, cache)
     log.info("features of %d images (%d from the cache %s, %d computed)", len(paths),
@@ -166,14 +170,17 @@ class HeadStage:
             net(mx.nd.zeros((1, 3, config.data_shape, config.data_shape), ctx=c))
         block = feature_block(net)
         weights = weights_id(config.pretrained, config.seed)
-        shape, prepared = config.data_shape, config.prepared
-        train = cached_features(block, train_paths, cache_file(prepared, config.model, shape, weights,
-                                                               config.cache_views), shape, config.cache_views, ctx[0])
+        view = (config.data_shape, config.crop_ratio)
+
+        def features(paths: Sequence[Path], views: str) -> np.ndarray:
+            path = cache_file(config.prepared, config.model, *view, weights, views)
+            return cached_features(block, paths, path, view, views, ctx[0])
+
+        train = features(train_paths, config.cache_views)
         # every view is a training sample of its image's class
         self.x = train.reshape(-1, train.shape[-1])
         self.y = np.repeat(np.asarray(train_labels, dtype=np.int64), train.shape[1])
-        val = cached_features(block, val_paths, cache_file(prepared, config.model, shape, weights, "none"),
-                              shape, "none", ctx[0])
+        val = features(val_paths, "none")
         self.val_x, self.val_y = val[:, 0], np.asarray(val_labels, dtype=np.int64)
         self.step = config.batch_size * len(self.ctx)
 

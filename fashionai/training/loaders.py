@@ -37,7 +37,7 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
                         balanced=config.balance == "sampler", sampler=sampler)
     train.shard_sampler = sampler  # fit sets its epoch on a resume
-    val = make_loader(val_set, eval_transform(config.data_shape), step, train=False, workers=config.workers)
+    val = make_loader(val_set, eval_transform(config.data_shape, config.crop_ratio), step, train=False, workers=config.workers)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return train, val, train_labels, val_labels
@@ -50,7 +50,7 @@ def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
     common = dict(data_shape=config.data_shape, workers=config.workers, seed=config.seed)
     train = record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
                           num_workers=info.num_workers, **augmentation(config), **common)
-    val = record_loader(prepared, config.task, "val", step, train=False, **common)
+    val = record_loader(prepared, config.task, "val", step, train=False, crop_ratio=config.crop_ratio, **common)
     log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
              len(train.items), len(val.items), config.num_classes, record_threads(config.workers))
     return train, val, labels_of(train), label_strings(val, prepared, config.task)

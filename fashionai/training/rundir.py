@@ -70,7 +70,7 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     """Claim the run's folders before anything is trained (`check_free`), then save the config."""
     run_dir = run_folder(config)
     if config.resume:
-        saved = TrainConfig.load(run_dir / "config.json")
+        saved = TrainConfig.of_run(run_dir)
         changed = [f for f in ARCH_FIELDS if getattr(saved, f) != getattr(config, f)]
         if changed:
             raise ValueError(f"--resume {run_dir}: cannot change {changed} of a run; start a new run instead")
