@@ -46,8 +46,10 @@ def _net(model: str, size: int, mode: str, dtype: str = "float32"):
 def _trainer(net, dtype: str):
     import mxnet as mx
 
+    from fashionai.training.loop import loss_scaling
+
     trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9})
-    if dtype != "float32":
+    if loss_scaling(dtype):
         from mxnet.contrib import amp
 
         amp.init_trainer(trainer)
@@ -59,7 +61,7 @@ def _step_fn(net, trainer, batches, dtype: str):
     import mxnet as mx
     from mxnet import autograd
 
-    from fashionai.training.loop import amp_scaled
+    from fashionai.training.loop import amp_scaled, loss_scaling
 
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
 
@@ -67,7 +69,7 @@ def _step_fn(net, trainer, batches, dtype: str):
         data, label = next(batches)
         with autograd.record():
             loss = loss_fn(net(data), label)
-            to_backward = amp_scaled([loss], trainer) if dtype != "float32" else [loss]
+            to_backward = amp_scaled([loss], trainer) if loss_scaling(dtype) else [loss]
         autograd.backward(to_backward)
         trainer.step(data.shape[0])
         loss.wait_to_read()

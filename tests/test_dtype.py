@@ -72,3 +72,10 @@ def test_bfloat16_training_runs_and_saves_float32_weights(prepared_data, tmp_pat
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
     losses = pd.read_csv(run / "metrics.csv")["train_loss"]
     assert np.isfinite(losses).all() and len(losses) == 2
+
+
+def test_only_float16_training_scales_the_loss():
+    """bfloat16 has float32's exponent range: no loss scaling, and none of its per-step finite checks."""
+    from fashionai.training.loop import loss_scaling
+
+    assert loss_scaling("float16") and not loss_scaling("bfloat16") and not loss_scaling("float32")

@@ -32,7 +32,7 @@ from fashionai.data.transforms import resize_size
 from fashionai.data.tta import ImageDecodeError, load_views, normalise, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
-from fashionai.training.loop import sample_weights, soft_targets, softmax_loss, step
+from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -198,7 +198,7 @@ class HeadStage:
             targets = soft_targets(mx.nd.array(self.y[idx]), self.config.num_classes, self.config.label_smoothing)
             xs, ts = (mx.gluon.utils.split_and_load(a, self.ctx) for a in (mx.nd.array(self.x[idx]), targets))
             loss, outputs = step(self.head, loss_fn, xs, ts, sample_weights(weights, self.y[idx], self.ctx), trainer,
-                                 len(idx), amp=self.config.dtype != "float32")
+                                 len(idx), scale_loss=loss_scaling(self.config.dtype))
             total += loss
             correct += int((np.concatenate([o.asnumpy() for o in outputs]).argmax(1) == self.y[idx]).sum())
             seen += len(idx)

@@ -27,7 +27,7 @@ from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launc
 from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
 from fashionai.training.heads import head_for
 from fashionai.training.loaders import make_loaders
-from fashionai.training.loop import class_weights, train_one_epoch, val_metrics
+from fashionai.training.loop import class_weights, loss_scaling, train_one_epoch, val_metrics
 from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def stage_trainer(net, config: TrainConfig, epoch: int, iters: int, ndev: int, k
         config = config.replace(lr=config.lr * config.fine_tune_lr_mult, epochs=config.fine_tune_epochs,
                                 warmup_epochs=0, lr_steps=[])
     trainer = make_trainer(net, config, iters, ndev, kv)
-    if config.dtype != "float32":
+    if loss_scaling(config.dtype):
         from mxnet.contrib import amp
 
         amp.init_trainer(trainer)
