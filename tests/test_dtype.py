@@ -79,3 +79,31 @@ def test_only_float16_training_scales_the_loss():
     from fashionai.training.loop import loss_scaling
 
     assert loss_scaling("float16") and not loss_scaling("bfloat16") and not loss_scaling("float32")
+
+
+def test_auto_takes_bfloat16_only_where_it_trains_faster(monkeypatch):
+    """AMX and no grouped convolutions: bfloat16; otherwise float32, each with its reason."""
+    from fashionai.training import fit as fitting
+
+    monkeypatch.setattr(cpu, "bf16_supported", lambda: (True, ""))
+    monkeypatch.setattr(fitting, "amx_on", lambda: True)
+    assert fitting.resolve_dtype("auto", "ResNet50_v2", [mx.cpu()])[0] == "bfloat16"
+    dtype, why = fitting.resolve_dtype("auto", "mobilenet0.25", [mx.cpu()])
+    assert dtype == "float32" and "grouped convolutions" in why  # depthwise: 10x slower in BF16 here
+    assert fitting.resolve_dtype("auto", "ResNet50_v2", [mx.gpu(0)])[0] == "float32"
+    assert fitting.resolve_dtype("bfloat16", "mobilenet0.25", [mx.cpu()]) == ("bfloat16", "as given")
+    monkeypatch.setattr(fitting, "amx_on", lambda: False)
+    dtype, why = fitting.resolve_dtype("auto", "ResNet50_v2", [mx.cpu()])
+    assert dtype == "float32" and "AMX" in why
+
+
+def test_auto_is_recorded_as_the_precision_it_chose(monkeypatch, prepared_data, tmp_path):
+    """The run's config says what it trained in, so a resume or a reader never re-decides."""
+    import json
+
+    from fashionai.training import fit as fitting
+
+    monkeypatch.setattr(fitting, "amx_on", lambda: False)
+    run = fit(TrainConfig.demo("skirt_length_labels", prepared_data, tmp_path, dtype="auto", epochs=1,
+                               data_shape=32, batch_size=8))
+    assert json.loads((run / "config.json").read_text())["dtype"] == "float32"

@@ -105,3 +105,8 @@ def test_bf16_outputs_with_amx_on_equal_those_with_it_off(tmp_path):
         outs[name] = np.load(tmp_path / f"{name}.npy")
     np.testing.assert_allclose(outs["on"], outs["off"], rtol=2e-2, atol=1e-2)
     assert np.abs(outs["on"]).max() > 0
+
+
+def test_amx_on_reads_the_isa_cap_whoever_set_it():
+    assert runtime.amx_on({"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}) and runtime.amx_on({"DNNL_MAX_CPU_ISA": "avx512_core_amx"})
+    assert not runtime.amx_on({}) and not runtime.amx_on({"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"})

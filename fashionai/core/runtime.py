@@ -126,6 +126,13 @@ def configure_amx(env: MutableMapping[str, str] | None = None, *, flags: set[str
     return Setting(ISA, AMX_ISA, why)
 
 
+def amx_on(env: MutableMapping[str, str] | None = None) -> bool:
+    """Whether this process's oneDNN may use its AMX kernels (the ISA cap is AMX, set by
+    `configure_amx` or by the user): BF16 and INT8 run on AMX tiles."""
+    env = os.environ if env is None else env
+    return env.get(ISA, "").upper().startswith(AMX_ISA)
+
+
 def configure_runtime(env: MutableMapping[str, str] | None = None) -> list[Setting]:
     """Every setting, in the order they are made; call before the first `import mxnet`."""
     if mxnet_already_imported():

@@ -27,7 +27,7 @@ from fashionai.training.distributed import is_distributed
 CHOICES = {
     "optimizer": ("sgd", "nag"), "lr_mode": ("step", "cosine"), "balance": ("none", "sampler", "weights"),
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
-    "dtype": ("float32", "bfloat16", "float16"),
+    "dtype": ("float32", "bfloat16", "float16", "auto"),
     "cache_views": tuple(TTA_MODES),
     "augment": AUGMENTS,
     "input": ("folder", "rec"),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionai.core import cpu
+from fashionai.core.runtime import amx_on
 from fashionai.core.devices import resolve_devices
 from fashionai.model import build_net, head_attr
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
@@ -101,6 +102,42 @@ def check_dtype(dtype: str, ctx: Sequence) -> None:
             raise ValueError(f"--dtype bfloat16 is not supported on this CPU ({why}); use float32")
 
 
+def grouped_convolutions(model: str) -> bool:
+    """Whether the model-zoo net has grouped (e.g. depthwise) convolutions; built without weights."""
+    from fashionai.model import make_net
+
+    found = []
+
+    def visit(block) -> None:
+        if getattr(block, "_kwargs", {}).get("num_group", 1) > 1:
+            found.append(block)
+
+    make_net(model, 2).apply(visit)
+    return bool(found)
+
+
+def resolve_dtype(dtype: str, model: str, ctx: Sequence) -> tuple[str, str]:
+    """(training precision, why) of `--dtype auto`; any other dtype is returned as given.
+
+    auto takes bfloat16 only where it trains faster: on CPUs whose oneDNN runs BF16 on AMX
+    (ResNet50_v2 1.85x FP32 there, 0.70x without AMX: bench/RESULTS.md), and for nets without
+    grouped convolutions (mobilenet0.25's depthwise backward has no fast BF16 kernel in this
+    oneDNN: ~10x slower than FP32). float32 everywhere else, GPUs included (float16 is asked for).
+    """
+    if dtype != "auto":
+        return dtype, "as given"
+    if any(c.device_type == "gpu" for c in ctx):
+        return "float32", "on GPUs auto keeps float32 (ask for float16 AMP with --dtype float16)"
+    if not amx_on():
+        return "float32", "BF16 without oneDNN's AMX kernels trains slower than FP32 on a CPU"
+    ok, why = cpu.bf16_supported()
+    if not ok:
+        return "float32", f"this CPU cannot run BF16 ({why})"
+    if grouped_convolutions(model):
+        return "float32", f"{model} has grouped convolutions, whose BF16 backward is slow in this oneDNN"
+    return "bfloat16", "oneDNN runs BF16 on AMX here"
+
+
 def start_amp(dtype: str) -> None:
     """Switch MXNet to automatic mixed precision for this process (before the net is built).
 
@@ -140,6 +177,10 @@ def fit(config: TrainConfig) -> Path:
     """Train the config's task(s) and return the run directory (fashionai.training.rundir)."""
     config = check_config(config)
     ctx = resolve_devices(config.devices, config.num_gpus)
+    if config.dtype == "auto":
+        dtype, why = resolve_dtype(config.dtype, config.model, ctx)
+        log.info("--dtype auto: %s (%s)", dtype, why)
+        config = config.replace(dtype=dtype)
     check_dtype(config.dtype, ctx)  # before anything is written
     kv, info = start_job(config)
     if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
