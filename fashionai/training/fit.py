@@ -20,7 +20,7 @@ import numpy as np
 from fashionai.core import cpu
 from fashionai.core.runtime import amx_on
 from fashionai.core.devices import resolve_devices
-from fashionai.model import build_net, head_attr
+from fashionai.model import build_net, head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.config import TrainConfig, check_config, run_folder
 from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, dist_trainer,
@@ -104,8 +104,6 @@ def check_dtype(dtype: str, ctx: Sequence) -> None:
 
 def grouped_convolutions(model: str) -> bool:
     """Whether the model-zoo net has grouped (e.g. depthwise) convolutions; built without weights."""
-    from fashionai.model import make_net
-
     found = []
 
     def visit(block) -> None:
