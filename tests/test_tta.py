@@ -93,3 +93,24 @@ def test_reduce_views_mean_and_max():
         tta.reduce_views(probs, 3)
     with pytest.raises(ValueError, match="median"):
         tta.reduce_views(probs, 2, "median")
+
+
+@pytest.mark.parametrize("mode", ["flip", "ten-crop"])
+def test_views_normalised_once_equal_each_view_normalised(tmp_path, mode):
+    """image_views normalises the resized image once and cuts the views from it: exactly the
+    numbers of cutting the uint8 views first and normalising each (the evaluation transform's order)."""
+    import cv2
+
+    from fashionai.data.transforms import MEAN, STD
+
+    path = tmp_path / "odd.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8))
+    stacks, failures = tta.load_views([path], [37, 40], 32, mode)
+    image = tta.load_image(path)
+    expected = []
+    for scale in (37, 40):
+        resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
+        views = tta.cut_views(resized, mode, 32)  # uint8, then each view normalised
+        expected.append(mx.nd.image.normalize(mx.nd.image.to_tensor(views), mean=MEAN, std=STD).asnumpy())
+    assert failures == [] and stacks[0].dtype == np.float32
+    np.testing.assert_array_equal(stacks[0].asnumpy(), np.concatenate(expected))

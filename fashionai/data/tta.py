@@ -82,18 +82,24 @@ def view_boxes(height: int, width: int, crop: int, mode: str) -> list[Box]:
     return five + [box._replace(flip=True) for box in five]
 
 
-def cut_views(image: mx.nd.NDArray, mode: str, crop: int) -> mx.nd.NDArray:
+def cut_views(image: mx.nd.NDArray | np.ndarray, mode: str, crop: int) -> mx.nd.NDArray:
     """(H, W, C) -> (V, crop, crop, C): the views of `mode` (`view_boxes`), in the documented order."""
     import mxnet as mx
 
+    views = _cut(image.asnumpy() if hasattr(image, "asnumpy") else np.asarray(image), mode, crop)
+    return mx.nd.array(views, dtype=views.dtype)
+
+
+def _cut(image: np.ndarray, mode: str, crop: int) -> np.ndarray:
+    """`cut_views` in numpy: slicing copies no pixel until the final stack, where NDArray slicing
+    and flipping cost one engine operation per view (4x the time of the whole cut here)."""
     if image.ndim != 3:
         raise ValueError(f"cut_views expects an (H, W, C) image, got shape {image.shape}")
-    h, w = image.shape[:2]
     views = []
-    for box in view_boxes(h, w, crop, mode):
+    for box in view_boxes(*image.shape[:2], crop, mode):
         view = image[box.y:box.y + crop, box.x:box.x + crop]
-        views.append(mx.nd.flip(view, axis=1) if box.flip else view)
-    return mx.nd.stack(*views)
+        views.append(view[:, ::-1] if box.flip else view)
+    return np.stack(views)
 
 
 def reduce_views(probs: np.ndarray, views: int, reduce: str = "mean") -> np.ndarray:
@@ -143,19 +149,28 @@ def load_image(path: str | Path) -> mx.nd.NDArray:
 
 
 def image_views(image: mx.nd.NDArray, scales: Sequence[int], crop: int, mode: str) -> mx.nd.NDArray:
-    """(H, W, 3) uint8 -> (S * V, crop, crop, 3) uint8: for each scale, the short side resized to it
-    (as the evaluation transform does), then the V views of `mode` (`view_boxes`) cut from the whole
-    resized image, corners included, as training's random crops are (transforms.RandomCropAtEvalScale)."""
+    """(H, W, 3) uint8 -> (S * V, 3, crop, crop) float32, normalised: for each scale, the short side
+    resized to it (as the evaluation transform does), then the V views of `mode` (`view_boxes`) cut
+    from the whole resized image, corners included, as training's random crops are
+    (transforms.RandomCropAtEvalScale).
+
+    The resized image is normalised once and the views cut from it: the same numbers as
+    normalising each view (the normalisation is per pixel), at a fraction of the work for ten
+    overlapping views."""
     import mxnet as mx
 
-    per_scale = [cut_views(mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1), mode, crop)
-                 for scale in scales]
-    return mx.nd.concat(*per_scale, dim=0)
+    per_scale = []
+    for scale in scales:
+        resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
+        chw = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=MEAN, std=STD).asnumpy()
+        per_scale.append(_cut(chw.transpose(1, 2, 0), mode, crop).transpose(0, 3, 1, 2))
+    return mx.nd.array(np.ascontiguousarray(np.concatenate(per_scale)), dtype=np.float32)
 
 
 def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
                ) -> tuple[list[mx.nd.NDArray], list[tuple[str, str]]]:
-    """Each decodable image's `image_views`, and (path, reason) of every image that is not."""
+    """Each decodable image's `image_views` (normalised, ready for the net), and (path, reason) of
+    every image that is not."""
     import mxnet as mx
 
     stacks, failures = [], []
@@ -167,10 +182,3 @@ def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
             continue
         stacks.append(image_views(image, scales, crop, mode))
     return ([] if failures else stacks), failures
-
-
-def normalise(views: mx.nd.NDArray, mean=MEAN, std=STD) -> mx.nd.NDArray:
-    """(n, crop, crop, 3) uint8 -> (n, 3, crop, crop) float32, normalised as the evaluation transform."""
-    import mxnet as mx
-
-    return mx.nd.image.normalize(mx.nd.image.to_tensor(views), mean=mean, std=std)

@@ -29,7 +29,7 @@ from fashionai.core.annotations import read_questions
 from fashionai.core.devices import context_list, resolve_devices
 from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.core.tasks import check_task
-from fashionai.data.tta import ImageDecodeError, check_scales, load_views, normalise, num_views, reduce_views
+from fashionai.data.tta import ImageDecodeError, check_scales, load_views, num_views, reduce_views
 from fashionai.inference.nets import load_net, precision_of
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _forward(net, stacks: list, ctx: list) -> np.ndarray:
         group = stacks[i * per:(i + 1) * per]
         if not group:
             continue
-        logits = net(normalise(mx.nd.concat(*group, dim=0)).as_in_context(c))
+        logits = net(mx.nd.concat(*group, dim=0).as_in_context(c))
         if logits.dtype != np.float32:  # a bf16 graph's output: softmax and asnumpy in float32
             logits = mx.nd.amp_cast(logits, dtype="float32")
         outputs.append(mx.nd.softmax(logits, axis=-1))

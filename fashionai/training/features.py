@@ -29,7 +29,7 @@ from tqdm import tqdm
 from fashionai.core.io import atomic_save
 from fashionai.data.loaders import image_folder, split_dir
 from fashionai.data.transforms import resize_size
-from fashionai.data.tta import ImageDecodeError, load_views, normalise, num_views
+from fashionai.data.tta import ImageDecodeError, load_views, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
 from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step
@@ -115,7 +115,7 @@ def _extract(block, paths: Sequence[Path], view: tuple[int, float], views: str, 
                                       data_shape, views)
         if failures:
             raise ImageDecodeError(failures)
-        feats = block(normalise(mx.nd.concat(*stacks, dim=0)).as_in_context(ctx)).asnumpy()
+        feats = block(mx.nd.concat(*stacks, dim=0).as_in_context(ctx)).asnumpy()
         out.append(feats.reshape(len(stacks), v, -1))
     return np.concatenate(out)
 
