@@ -74,9 +74,12 @@ def train(config) -> tuple[Path, float]:
     """(run dir, seconds): a finished run of the same settings under the work folder if there is
     one, else a new run. One training serves both recipes where their settings agree, and a rerun
     after changing one recipe retrains only that recipe."""
+    from fashionai.core.devices import resolve_devices
     from fashionai.training.config import TrainConfig
-    from fashionai.training.fit import fit
+    from fashionai.training.fit import fit, resolve_dtype
 
+    config = config.replace(dtype=resolve_dtype(config.dtype, config.model, config.data_shape,
+                                                 resolve_devices(config.devices))[0])  # as the run records it
     key = settings(config)
     for log in sorted((Path(config.out) / config.task).glob("*/train.log")):
         run = log.parent

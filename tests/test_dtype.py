@@ -82,18 +82,21 @@ def test_only_float16_training_scales_the_loss():
 
 
 def test_auto_takes_bfloat16_only_where_it_trains_faster(monkeypatch):
-    """AMX and no grouped convolutions: bfloat16; otherwise float32, each with its reason."""
+    """AMX, 128 px or more, no grouped convolutions: bfloat16; otherwise float32, each with its reason."""
     from fashionai.training import fit as fitting
 
     monkeypatch.setattr(cpu, "bf16_supported", lambda: (True, ""))
     monkeypatch.setattr(fitting, "amx_on", lambda: True)
-    assert fitting.resolve_dtype("auto", "ResNet50_v2", [mx.cpu()])[0] == "bfloat16"
-    dtype, why = fitting.resolve_dtype("auto", "mobilenet0.25", [mx.cpu()])
+    assert TrainConfig().dtype == "auto"
+    assert fitting.resolve_dtype("auto", "ResNet50_v2", 224, [mx.cpu()])[0] == "bfloat16"
+    dtype, why = fitting.resolve_dtype("auto", "ResNet50_v2", 64, [mx.cpu()])
+    assert dtype == "float32" and "64 px" in why  # 0.98x FP32 there
+    dtype, why = fitting.resolve_dtype("auto", "mobilenet0.25", 224, [mx.cpu()])
     assert dtype == "float32" and "grouped convolutions" in why  # depthwise: 10x slower in BF16 here
-    assert fitting.resolve_dtype("auto", "ResNet50_v2", [mx.gpu(0)])[0] == "float32"
-    assert fitting.resolve_dtype("bfloat16", "mobilenet0.25", [mx.cpu()]) == ("bfloat16", "as given")
+    assert fitting.resolve_dtype("auto", "ResNet50_v2", 224, [mx.gpu(0)])[0] == "float32"
+    assert fitting.resolve_dtype("bfloat16", "mobilenet0.25", 64, [mx.cpu()]) == ("bfloat16", "as given")
     monkeypatch.setattr(fitting, "amx_on", lambda: False)
-    dtype, why = fitting.resolve_dtype("auto", "ResNet50_v2", [mx.cpu()])
+    dtype, why = fitting.resolve_dtype("auto", "ResNet50_v2", 224, [mx.cpu()])
     assert dtype == "float32" and "AMX" in why
 
 

@@ -30,8 +30,9 @@ TRAIN_HELP = {
     "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
     "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
     "dtype": ("training precision: float32, bfloat16 (AMP on CPUs with BF16 kernels) or float16 (AMP on "
-              "GPUs); refused where the hardware cannot run it. auto: bfloat16 where oneDNN runs it on AMX "
-              "and the net has no grouped convolutions, else float32 (the run's config records the choice)",
+              "GPUs); refused where the hardware cannot run it. auto: bfloat16 where oneDNN runs it on AMX, "
+              "at inputs of 128 px or more and for nets without grouped convolutions (where it trains "
+              "faster), else float32; the run's config records the choice",
               ()),
     "num_gpus": ("tutorial flag: 0 = CPU, N = gpu:0..N-1 (overrides --devices)", ()),
     "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "

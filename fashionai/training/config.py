@@ -54,7 +54,7 @@ class TrainConfig:
     download: bool = False
     mxnet_home: str = ""
     devices: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     num_gpus: int | None = None
     kvstore: str = "device"
     workers: int = -1  # auto: fashionai.data.loaders.loader_workers / record_threads size it from the cores

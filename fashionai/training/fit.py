@@ -102,6 +102,9 @@ def check_dtype(dtype: str, ctx: Sequence) -> None:
             raise ValueError(f"--dtype bfloat16 is not supported on this CPU ({why}); use float32")
 
 
+AUTO_BF16_MIN_SIZE = 128  # px: below it BF16 AMP did not train faster than FP32 here
+
+
 def grouped_convolutions(model: str) -> bool:
     """Whether the model-zoo net has grouped (e.g. depthwise) convolutions; built without weights."""
     found = []
@@ -114,13 +117,16 @@ def grouped_convolutions(model: str) -> bool:
     return bool(found)
 
 
-def resolve_dtype(dtype: str, model: str, ctx: Sequence) -> tuple[str, str]:
+def resolve_dtype(dtype: str, model: str, data_shape: int, ctx: Sequence) -> tuple[str, str]:
     """(training precision, why) of `--dtype auto`; any other dtype is returned as given.
 
-    auto takes bfloat16 only where it trains faster: on CPUs whose oneDNN runs BF16 on AMX
-    (ResNet50_v2 1.85x FP32 there, 0.70x without AMX: bench/RESULTS.md), and for nets without
-    grouped convolutions (mobilenet0.25's depthwise backward has no fast BF16 kernel in this
-    oneDNN: ~10x slower than FP32). float32 everywhere else, GPUs included (float16 is asked for).
+    auto takes bfloat16 only where it trains faster (bench/RESULTS.md, "BF16 training"): on CPUs
+    whose oneDNN runs BF16 on AMX (ResNet50_v2 at 224 px 1.5-1.85x FP32 there, 0.70x without AMX),
+    at inputs of at least AUTO_BF16_MIN_SIZE px (ResNet50_v2 1.26x at 128 px but 0.98x at 64;
+    cifar_resnet20_v1 at 32 px 0.51x), for nets without grouped convolutions (mobilenet0.25's
+    depthwise backward has no fast BF16 kernel in this oneDNN: ~10x slower). float32 everywhere
+    else, GPUs included (float16 AMP is asked for). Test mAP: BF16 within or above FP32's
+    seed-to-seed range on both held-out sets (3 seeds each).
     """
     if dtype != "auto":
         return dtype, "as given"
@@ -131,6 +137,8 @@ def resolve_dtype(dtype: str, model: str, ctx: Sequence) -> tuple[str, str]:
     ok, why = cpu.bf16_supported()
     if not ok:
         return "float32", f"this CPU cannot run BF16 ({why})"
+    if data_shape < AUTO_BF16_MIN_SIZE:
+        return "float32", f"at {data_shape} px BF16 does not train faster (AMX needs larger convolutions)"
     if grouped_convolutions(model):
         return "float32", f"{model} has grouped convolutions, whose BF16 backward is slow in this oneDNN"
     return "bfloat16", "oneDNN runs BF16 on AMX here"
@@ -176,7 +184,7 @@ def fit(config: TrainConfig) -> Path:
     config = check_config(config)
     ctx = resolve_devices(config.devices, config.num_gpus)
     if config.dtype == "auto":
-        dtype, why = resolve_dtype(config.dtype, config.model, ctx)
+        dtype, why = resolve_dtype(config.dtype, config.model, config.data_shape, ctx)
         log.info("--dtype auto: %s (%s)", dtype, why)
         config = config.replace(dtype=dtype)
     check_dtype(config.dtype, ctx)  # before anything is written
