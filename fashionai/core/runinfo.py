@@ -23,6 +23,9 @@ MIN_SIZE, MAX_SIZE = 8, 4096  # input sizes in px a config may ask for
 # `crop_ratio` was a setting used: a config without the key is read as 0.875, so an older run is
 # predicted on the views it was trained on. New runs default to 1.0 (TrainConfig.crop_ratio).
 IMAGENET_CROP_RATIO = 0.875
+# What a run's config.json means where it lacks a key, because the run predates the setting: the
+# value the run was made with, not today's default (read by RunInfo and by TrainConfig.of_run).
+RUN_LEGACY = {"crop_ratio": IMAGENET_CROP_RATIO}
 
 
 def check_crop_ratio(crop_ratio: float) -> float:
@@ -89,7 +92,7 @@ class RunInfo:
             raise bad("prepared", "is not a folder path")
         name = config.get("name", "")
         try:
-            crop_ratio = check_crop_ratio(config.get("crop_ratio", IMAGENET_CROP_RATIO))
+            crop_ratio = check_crop_ratio({**RUN_LEGACY, **config}["crop_ratio"])
         except ValueError:
             raise bad("crop_ratio", "is not a share of the short side in (0, 1]") from None
         return cls(Path(run_dir), task, model, size, k, Path(prepared), name if isinstance(name, str) else "",

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.core.tasks import num_classes
 from fashionai.data.loaders import AUTO_WORKERS, record_threads
-from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.data.transforms import MEAN, STD, resize_size
 
 if TYPE_CHECKING:

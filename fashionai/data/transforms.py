@@ -96,7 +96,8 @@ def train_transform(
 
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    crop = RandomCropAtEvalScale(data_shape, crop_ratio) if augment == "crop" else FittedResizedCrop(data_shape, (min_scale, 1.0))
+    crop = (RandomCropAtEvalScale(data_shape, crop_ratio) if augment == "crop"
+            else FittedResizedCrop(data_shape, (min_scale, 1.0)))
     steps = [transforms.RandomFlipLeftRight()]
     if jitter > 0:
         steps.append(transforms.RandomColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))

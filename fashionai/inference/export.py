@@ -78,7 +78,7 @@ def _sidecar(run: RunInfo, which: str, stem: str, batch_size: int | None, onnx_o
     """The deployer's description of the exported graph (written as model.json)."""
     import mxnet as mx
 
-    size = run.data_shape
+    size, short = run.data_shape, resize_size(run.data_shape, run.crop_ratio)
     classes = list(class_names(run.task))
     files = {"symbol": f"{stem}-symbol.json", "params": f"{stem}-0000.params"}
     if onnx_opset is not None:
@@ -89,9 +89,9 @@ def _sidecar(run: RunInfo, which: str, stem: str, batch_size: int | None, onnx_o
         "input": {"name": INPUT_NAME, "shape": [batch_size, 3, size, size], "layout": "NCHW",
                   "dtype": "float32", "channels": "RGB"},
         "preprocess": {
-            "resize_short_side": resize_size(size, run.crop_ratio), "keep_ratio": True, "interpolation": "bilinear",
+            "resize_short_side": short, "keep_ratio": True, "interpolation": "bilinear",
             "center_crop": size, "scale": 1 / 255, "mean": list(MEAN), "std": list(STD),
-            "rule": f"decode RGB, resize the short side to {resize_size(size, run.crop_ratio)} (bilinear, keep ratio), "
+            "rule": f"decode RGB, resize the short side to {short} (bilinear, keep ratio), "
                     f"centre-crop {size}x{size}, x / 255, then (x - mean) / std per channel, HWC -> CHW",
         },
         "output": {"name": OUTPUT_NAME, "shape": [batch_size, len(classes)], "kind": "probabilities",

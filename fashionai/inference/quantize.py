@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 CALIB_IMAGES = 128
 CALIB_MODE = "naive"
 CALIB_SEED = 0
-INT8_GRANULARITY = "tensor-wise"
 INT8_EXCLUDE: tuple[str, ...] = ()  # `exclude_layers_match` patterns, e.g. ("conv0_fwd", "dense")
 QUANTIZED_DIR = "quantized"
 
@@ -54,14 +53,13 @@ def params_fingerprint(path: Path) -> dict:
 
 
 def int8_settings(run: RunInfo, *, calib_images: int = CALIB_IMAGES, calib_mode: str = CALIB_MODE,
-                  seed: int = CALIB_SEED, exclude: Sequence[str] = INT8_EXCLUDE,
-                  granularity: str = INT8_GRANULARITY) -> dict:
+                  seed: int = CALIB_SEED, exclude: Sequence[str] = INT8_EXCLUDE) -> dict:
     """Everything besides the weights that the quantized graph depends on."""
     import mxnet as mx
 
     return {"calib_mode": calib_mode, "calib_images": calib_images, "seed": seed, "quantized_dtype": "auto",
-            "quantize_granularity": granularity,
-            "exclude_layers_match": list(exclude), "data_shape": run.data_shape, "crop_ratio": run.crop_ratio, "mxnet": mx.__version__}
+            "exclude_layers_match": list(exclude), "data_shape": run.data_shape, "crop_ratio": run.crop_ratio,
+            "mxnet": mx.__version__}
 
 
 def _int8_files(run_dir: Path, which: str) -> dict[str, Path]:
@@ -102,7 +100,6 @@ def calibrate_int8(run_dir: Path, which: str, settings: dict, files: dict[str, P
             warnings.simplefilter("ignore", UserWarning)
             qnet = quantize_net_v2(
                 net, quantized_dtype=settings["quantized_dtype"], calib_mode=settings["calib_mode"],
-                quantize_granularity=settings["quantize_granularity"],
                 calib_data=calib, num_calib_examples=len(data), ctx=mx.cpu(),
                 exclude_layers_match=list(settings["exclude_layers_match"]) or None,
             )

@@ -15,7 +15,8 @@ from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH, resolve_tta
 
 
 def predict_resolved(run_dir: str | Path, image_paths: Sequence, *, precision: str = "fp32", tta: str = DEFAULT_TTA,
-                     devices: str = "auto", batch_size: int = 32, which: str = DEFAULT_WHICH, **predict_kw) -> np.ndarray:
+                     devices: str = "auto", batch_size: int = 32, which: str = DEFAULT_WHICH,
+                     **predict_kw) -> np.ndarray:
     """(N, K) probabilities of `run_dir` for `image_paths` with `precision` and `tta` resolved first
     (`auto`: the run's measured, cached choice; library calls default to fp32, the command line to
     auto); `predict_kw` are predict_run's (scales, reduce)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashionai.core.runinfo import IMAGENET_CROP_RATIO, check_crop_ratio
+from fashionai.core.runinfo import RUN_LEGACY, check_crop_ratio
 from fashionai.core.tasks import check_task, expand_tasks, num_classes
 from fashionai.data.transforms import AUGMENTS
 from fashionai.data.tta import TTA_MODES
@@ -34,8 +34,6 @@ CHOICES = {
 }
 # A resume must not change these: the net's shape, and the view its predictions are made on.
 ARCH_FIELDS = ("task", "tasks", "model", "data_shape", "num_classes", "crop_ratio")
-# What a run's config.json means where it lacks a key, because the run predates the setting.
-RUN_LEGACY = {"crop_ratio": IMAGENET_CROP_RATIO}
 
 
 @dataclass

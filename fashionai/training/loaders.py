@@ -37,7 +37,8 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
                         balanced=config.balance == "sampler", sampler=sampler)
     train.shard_sampler = sampler  # fit sets its epoch on a resume
-    val = make_loader(val_set, eval_transform(config.data_shape, config.crop_ratio), step, train=False, workers=config.workers)
+    val = make_loader(val_set, eval_transform(config.data_shape, config.crop_ratio), step, train=False,
+                      workers=config.workers)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return train, val, train_labels, val_labels
