@@ -8,7 +8,10 @@ Cases (one table, img/s and share of the FP32 conv peak measured in the same run
 - FP32 vs BF16 AMP (child process: `amp.init` is process-wide); refused where the CPU cannot;
 - oneDNN's AMX kernels on (the project's runtime, where the CPU has AMX) vs off (`FASHIONAI_AMX=0`),
   for FP32 and BF16;
-- compute-bound (one batch in memory, repeated) vs the project's loader on 512 px demo JPEGs.
+- compute-bound (one batch in memory, repeated) vs the project's loader on 512 px demo JPEGs;
+- BF16 against FP32 once more in `--pairs` interleaved pairs of children (`common.paired_ratios`),
+  at `--batch` and at the training default's batch: the ratio the BF16 target is judged by, since
+  single runs minutes apart drift by more than the effect.
 A training image costs ~3x its forward FLOPs (forward, and backward for activations and weights).
 """
 
@@ -126,6 +129,24 @@ def child(args: argparse.Namespace) -> None:
         print(json.dumps({"error": str(err)}))
 
 
+def _bf16_pairs(script: Path, args: argparse.Namespace) -> list[str]:
+    """BF16 AMP / FP32 training img/s in interleaved pairs of children, at `--batch` and at the
+    training default's batch."""
+    from fashionai.training.config import TrainConfig
+
+    notes = []
+    for batch in sorted({args.batch, TrainConfig.batch_size}):
+        child_args = ["--model", args.model, "--size", str(args.size), "--batch", str(batch),
+                      "--seconds", str(args.seconds)]
+
+        def rate(case: str, child_args=child_args):
+            return lambda: common.run_child(script, [*child_args, "--case", case], {})["img_per_s"]
+
+        ratios = common.paired_ratios(rate("fp32"), rate("bf16"), args.pairs)
+        notes.append(f"BF16 AMP / FP32 at batch {batch}, interleaved: {common.describe_ratios(ratios)}")
+    return notes
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="ResNet50_v2")
@@ -133,6 +154,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seconds", type=float, default=8.0, help="timed seconds per case (after one warm-up step)")
     p.add_argument("--workdir", default="bench/.work", help="demo JPEGs for the loader case")
+    p.add_argument("--pairs", type=int, default=3, help="interleaved BF16/FP32 pairs per batch size (0: none)")
     p.add_argument("--json", help="append the result to this JSON lines file")
     common.add_child_flags(p)
     args = p.parse_args()
@@ -181,6 +203,8 @@ def main() -> None:
         bf16.get("error", ""))
     if bf16.get("img_per_s") and bf16_off.get("img_per_s"):
         notes.append(f"BF16 AMP, AMX on vs off: {bf16['img_per_s'] / bf16_off['img_per_s']:.2f}x")
+    if bf16.get("img_per_s") and args.pairs:
+        notes += _bf16_pairs(script, args)
     add("compute-bound: one batch in memory", measure(**kw))
     add("project loader (512 px JPEGs, augmentation), workers 0", measure(**kw, loader=prepared),
         "compute-bound: one batch in memory")

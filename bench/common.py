@@ -122,6 +122,31 @@ def rate(step: Callable[[], int], seconds: float, warmup: int = 1, min_steps: in
     return done / (time.time() - start)
 
 
+def paired_ratios(baseline: Callable[[], float], candidate: Callable[[], float], pairs: int) -> list[float]:
+    """candidate / baseline of `pairs` back-to-back measurements, the order alternating from pair to
+    pair. The machine's speed drifts by 15-30% between runs minutes apart, more than some of the
+    effects measured; neighbours share the drift, so their ratio cancels most of it where a ratio of
+    two single runs does not."""
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            b = candidate()
+            a = baseline()
+        else:
+            a = baseline()
+            b = candidate()
+        ratios.append(b / a if a and b else float("nan"))
+    return ratios
+
+
+def describe_ratios(ratios: Sequence[float]) -> str:
+    """'median 1.70x (1.52-1.86x over 3 pairs)' for the notes under a table."""
+    good = sorted(r for r in ratios if r == r)
+    if not good:
+        return "not measured"
+    return f"median {float(np.median(good)):.2f}x ({good[0]:.2f}-{good[-1]:.2f}x over {len(good)} pairs)"
+
+
 def add_child_flags(parser: argparse.ArgumentParser) -> None:
     """The hidden flags `run_child` starts a script's child with: `--child` and the `--case` to run."""
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -31,3 +31,44 @@ def test_the_check_sees_a_moved_name(tmp_path):
     script.write_text("def f():\n    from fashionai.data import MEAN\n")
     assert _package_imports(script) == [("fashionai.data", "MEAN")]
     assert not hasattr(importlib.import_module("fashionai.data"), "MEAN")
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location("bench_common", BENCH / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_ratios_alternate_the_order_and_cancel_a_drift():
+    """A machine that slows down by 10% per measurement: single runs far apart mislead, neighbours do not."""
+    common, calls = _common(), []
+
+    def measured(name: str, work: float):
+        def run() -> float:
+            calls.append(name)
+            return work * 0.9 ** (len(calls) - 1)
+        return run
+
+    ratios = common.paired_ratios(measured("base", 1.0), measured("cand", 2.0), 4)
+    assert calls == ["base", "cand", "cand", "base", "base", "cand", "cand", "base"]
+    assert ratios == pytest.approx([1.8, 2 / 0.9, 1.8, 2 / 0.9])  # order alternates: the drift averages out
+    assert common.describe_ratios(ratios) == "median 2.01x (1.80-2.22x over 4 pairs)"
+    assert common.describe_ratios([float("nan")]) == "not measured"
+
+
+def test_the_score_bench_pairs_seeds_and_tasks():
+    spec = importlib.util.spec_from_file_location("bench_score", BENCH / "bench_score.py")
+    bench_score = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_score)
+    seeds = [{"tutorial": {"ap": {"a": 0.5, "b": 0.7}}, "defaults": {"ap": {"a": 0.7, "b": 0.8}}},
+             {"tutorial": {"ap": {"a": 0.6, "b": 0.8}}, "defaults": {"ap": {"a": 0.7, "b": 0.9}}}]
+    # differences 0.2, 0.1, 0.1, 0.1: mean 0.125, sd 0.05, standard error 0.025; the means' gain
+    # 0.775 - 0.65 = 0.125 exceeds the tutorial's spread 0.1 (the defaults' is 0.05)
+    assert bench_score.paired_note("demo", ["a", "b"], seeds) == (
+        "demo: defaults - tutorial, paired by seed and task: +0.125 +- 0.025 (standard error, 4 pairs), defaults "
+        "ahead in 4 of 4; per seed +0.150, +0.100; gain of the means +0.125 against the larger spread 0.100: "
+        "target met")
+    seeds[1]["defaults"]["ap"]["a"] = 0.5
+    assert bench_score.paired_note("demo", ["a", "b"], seeds).endswith(
+        "gain of the means +0.075 against the larger spread 0.100: target not met")
