@@ -7,8 +7,9 @@ sleeping). Alone on the cores that is free; when other processes want them, the 
 burn the time slices the working threads need, and throughput collapses far below a fair share.
 Each case runs in its own child process, with the spin policy in its environment, once on an idle
 machine and once beside `--busy` busy-loop processes (pure Python `while True`), on three workloads:
-ResNet50_v2 training (static graph, 224 px, batch 16), ResNet50_v2 prediction (batch 32) and the
-demo preset's mobilenet0.25 training (64 px, batch 32: small kernels, many waits between them).
+ResNet50_v2 training (static graph, 224 px, batch 16) in FP32 and in BF16 AMP (what `--dtype auto`
+trains in on an AMX CPU), ResNet50_v2 prediction (batch 32) and the demo preset's mobilenet0.25
+training (64 px, batch 32: small kernels, many waits between them).
 "Under load" is the img/s beside the busy processes over the idle img/s of the same policy: a fair
 share of 2 cores among 3 processes is 0.67x; the issue's bar is 0.4x, at a cost of a few % idle.
 """
@@ -31,10 +32,11 @@ POLICIES = {  # name: environment of the child (None removes the variable)
     "GOMP_SPINCOUNT=10000 (the project's)": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
     "OMP_WAIT_POLICY=PASSIVE": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
 }
-WORKLOADS = {  # name: (model, px, batch, train)
-    "ResNet50_v2 train": ("ResNet50_v2", 224, 16, True),
-    "ResNet50_v2 predict": ("ResNet50_v2", 224, 32, False),
-    "mobilenet0.25 train (demo)": ("mobilenet0.25", 64, 32, True),
+WORKLOADS = {  # name: (model, px, batch, train, dtype)
+    "ResNet50_v2 train": ("ResNet50_v2", 224, 16, True, "float32"),
+    "ResNet50_v2 train, BF16": ("ResNet50_v2", 224, 16, True, "bfloat16"),
+    "ResNet50_v2 predict": ("ResNet50_v2", 224, 32, False, "float32"),
+    "mobilenet0.25 train (demo)": ("mobilenet0.25", 64, 32, True, "float32"),
 }
 
 
@@ -43,11 +45,15 @@ def child(args: argparse.Namespace) -> None:
     from fashionai.core.runtime import configure_runtime
 
     configure_runtime()
-    model, size, batch, train = WORKLOADS[args.case]
-    if train:  # bench_train's own measurement: static graph, SGD with momentum, one batch in memory
-        value = bench_train.measure(model, size, batch, args.seconds)
-    else:
-        value = _predict_rate(model, size, batch, args.seconds)
+    model, size, batch, train, dtype = WORKLOADS[args.case]
+    try:
+        if train:  # bench_train's own measurement: static graph, SGD with momentum, one batch in memory
+            value = bench_train.measure(model, size, batch, args.seconds, dtype=dtype)
+        else:
+            value = _predict_rate(model, size, batch, args.seconds)
+    except ValueError as err:  # BF16 where this CPU has no BF16 kernels
+        print(json.dumps({"error": str(err)}))
+        return
     print(json.dumps({"img_per_s": value}))
 
 
@@ -85,7 +91,7 @@ def measure(script: Path, workload: str, policy: str, seconds: float, busy: int)
         for hog in hogs:
             hog.terminate()
             hog.join()
-    return result["img_per_s"]
+    return result.get("img_per_s")
 
 
 def main() -> None:
@@ -108,6 +114,9 @@ def main() -> None:
         for policy in POLICIES:
             idle = measure(script, workload, policy, args.seconds, 0)
             loaded = measure(script, workload, policy, args.seconds, args.busy)
+            if not idle or not loaded:
+                rows.append({"workload": workload, "spin policy": policy, "idle img/s": "not run (no BF16 here)"})
+                continue
             base = base or idle
             rows.append({"workload": workload, "spin policy": policy, "idle img/s": idle,
                          "idle vs libgomp default": f"{idle / base:.2f}x", f"img/s beside {args.busy} busy": loaded,

@@ -9,7 +9,13 @@ its operator time summed by kind: convolutions (forward, backward), BatchNorm, R
 (`amp_cast`, `amp_multicast`), the optimizer update, AMP's finite check, and the rest. Shares are
 of the summed operator time; ms per step divides by the steps profiled.
 
-Second table: what the step's settings do to throughput with the profiler off (plain img/s, one
+Second table: the same steps seen by oneDNN (`DNNL_VERBOSE=1`, one child per precision): the time
+of every oneDNN primitive by kind and pass, and the kernel that ran it (`jit:avx512_core_amx_bf16`
+is AMX; `reorder` converts layouts and casts), FP32 beside BF16. It shows which passes AMX speeds
+up and which it does not. oneDNN's time is a part of the step: MXNet's own operators (the update,
+casts done outside oneDNN) and the engine come on top.
+
+Third table: what the step's settings do to throughput with the profiler off (plain img/s, one
 child each): the SGD update aggregated over more tensors per call (`MXNET_OPTIMIZER_AGGREGATION_SIZE`,
 MXNet's default 4) and the batch size, for FP32 and BF16.
 """
@@ -18,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,14 +54,7 @@ def profile_step(model: str, size: int, batch: int, dtype: str, steps: int) -> d
     """{"img_s": .., "op_ms": {kind: ms per step}} of `steps` profiled training steps (after 3 warm-up)."""
     import mxnet as mx
 
-    from fashionai.training.fit import check_dtype
-
-    check_dtype(dtype, [mx.cpu()])
-    net = bench_train._net(model, size, "static", dtype)
-    step = bench_train._step_fn(net, bench_train._trainer(net, dtype), bench_train._memory_batches(batch, size), dtype)
-    for _ in range(3):
-        step()
-    mx.nd.waitall()
+    step = _training_step(model, size, batch, dtype)
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, continuous_dump=False,
                            filename=str(Path(common.__file__).parent / ".work" / "profile.json"))
     mx.profiler.set_state("run")
@@ -69,6 +71,69 @@ def profile_step(model: str, size: int, batch: int, dtype: str, steps: int) -> d
     return {"img_s": images / seconds, "op_ms": dict(per_kind)}
 
 
+def _training_step(model: str, size: int, batch: int, dtype: str):
+    """bench_train's step function for `dtype`, after 3 warm-up steps."""
+    import mxnet as mx
+
+    from fashionai.training.fit import check_dtype
+
+    check_dtype(dtype, [mx.cpu()])
+    net = bench_train._net(model, size, "static", dtype)
+    step = bench_train._step_fn(net, bench_train._trainer(net, dtype), bench_train._memory_batches(batch, size), dtype)
+    for _ in range(3):
+        step()
+    mx.nd.waitall()
+    return step
+
+
+def dnnl_step(model: str, size: int, batch: int, dtype: str, steps: int) -> dict:
+    """{"ms": {"primitive, pass": ms per step}, "kernel": {...: oneDNN implementation}} of `steps`
+    training steps, read from oneDNN's verbose lines (the child runs with DNNL_VERBOSE=1; the lines of
+    the measured steps go to a file: oneDNN prints them to the process's stdout)."""
+    import mxnet as mx
+
+    step = _training_step(model, size, batch, dtype)
+    sys.stdout.flush()
+    libc, saved = ctypes.CDLL(None), os.dup(1)
+    with tempfile.TemporaryFile(mode="w+") as log:
+        os.dup2(log.fileno(), 1)
+        try:
+            for _ in range(steps):
+                step()
+            mx.nd.waitall()
+        finally:
+            libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        lines = [line.split(",") for line in log if line.startswith("dnnl_verbose,exec,")]
+    ms, kernel = collections.Counter(), {}
+    for fields in lines:  # dnnl_verbose, exec, engine, primitive, implementation, pass, ..., time in ms
+        key = f"{fields[3]}, {fields[5]}"
+        ms[key] += float(fields[-1]) / steps
+        kernel.setdefault(key, fields[4])
+    return {"ms": dict(ms), "kernel": kernel}
+
+
+def dnnl_rows(script: Path, base_args: list[str]) -> tuple[list[dict], list[str]]:
+    """One row per oneDNN primitive and pass: ms per step FP32 and BF16, the speed-up, BF16's kernel."""
+    results = {name: common.run_child(script, [*base_args, "--case", f"dnnl-{name}"], {"DNNL_VERBOSE": "1"})
+               for name in DTYPES}
+    notes = [f"{name}: {r['error']}" for name, r in results.items() if "error" in r]
+    done = {n: r for n, r in results.items() if "ms" in r}
+    keys = sorted({k for r in done.values() for k in r["ms"]}, key=lambda k: -max(r["ms"].get(k, 0) for r in done.values()))
+    rows = []
+    for key in keys:
+        row = {"primitive, pass": key, **{f"{n} ms/step": r["ms"].get(key, 0.0) for n, r in done.items()}}
+        if row.get("fp32 ms/step") and row.get("bf16 ms/step"):
+            row["bf16 speed-up"] = f"{row['fp32 ms/step'] / row['bf16 ms/step']:.2f}x"
+        row["bf16 kernel"] = done.get("bf16", {}).get("kernel", {}).get(key, "")
+        rows.append(row)
+    for name, r in done.items():
+        notes.append(f"{name}: oneDNN time {sum(r['ms'].values()):.0f} ms per step")
+    return rows, notes
+
+
 def child(args: argparse.Namespace) -> None:
     from fashionai.core.runtime import configure_runtime
 
@@ -76,6 +141,8 @@ def child(args: argparse.Namespace) -> None:
     try:
         if args.case.startswith("profile-"):
             out = profile_step(args.model, args.size, args.batch, DTYPES[args.case[8:]], args.steps)
+        elif args.case.startswith("dnnl-"):
+            out = dnnl_step(args.model, args.size, args.batch, DTYPES[args.case[5:]], args.steps)
         else:
             out = {"img_per_s": bench_train.measure(args.model, args.size, args.batch, args.seconds,
                                                     dtype=DTYPES[args.case])}
@@ -150,6 +217,10 @@ def main() -> None:
     columns = ["operator kind"] + [f"{n} {c}" for n in DTYPES for c in ("ms/step", "share")]
     common.report(f"Where a training step goes: {args.model} at {args.size} px, batch {args.batch}", info,
                   {"profiled steps": args.steps}, rows, columns, notes, args.json)
+    rows, notes = dnnl_rows(script, base_args)
+    common.report(f"oneDNN primitives of a training step: {args.model} at {args.size} px, batch {args.batch}", info,
+                  {"steps": args.steps}, rows,
+                  ["primitive, pass", "fp32 ms/step", "bf16 ms/step", "bf16 speed-up", "bf16 kernel"], notes, args.json)
     rows = settings_rows(script, args)
     common.report(f"Training step settings: {args.model} at {args.size} px", info, {"seconds per case": args.seconds},
                   rows, ["batch", "MXNET_OPTIMIZER_AGGREGATION_SIZE", "fp32 img/s", "bf16 img/s", "bf16 / fp32"],
