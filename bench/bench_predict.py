@@ -1,6 +1,6 @@
 """Ten-crop prediction: a tutorial-style FP32 loop vs the project's predict at each precision.
 
-    .venv/bin/python bench/bench_predict.py [--model ResNet50_v2] [--size 224] [--images 24]
+    .venv/bin/python bench/bench_predict.py [--model ResNet50_v2] [--size 224] [--images 48] [--pairs 5]
 
 Speed (one table): every case predicts the same `--images` 512 px demo JPEGs with ten-crop TTA
 (10 views per image) in its own child process, so each has its own peak resident memory:
@@ -174,7 +174,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="ResNet50_v2")
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--images", type=int, default=24, help="images per speed case (each 10 views)")
+    p.add_argument("--images", type=int, default=48, help="images per speed case (each 10 views)")
     p.add_argument("--batch", type=int, default=30, help="views per forward pass of the project's predict")
     p.add_argument("--pairs", type=int, default=5,
                    help="interleaved pairs of the tutorial's loop and auto's precision, ten-crop (0: none)")

@@ -8,14 +8,15 @@ the backbone for N epochs of ordinary training (fastai's two-stage `fine_tune`).
 
 Features are taken at the head's input in the inference graph (BatchNorm on its running
 statistics), exactly what the head sees at prediction time. The cache is one `.npz` file per
-(model, input size, backbone weights, views) under `<prepared>/feature_cache/`, holding one
-(views, C) float32 block per image keyed by the SHA-1 of the image file's bytes: renamed, moved
-or re-split images hit the cache, edited ones are recomputed.
+(model, input size, crop ratio, backbone weights, views, precision) under
+`<prepared>/feature_cache/`, holding one (views, C) float32 block per image keyed by the SHA-1 of
+the image file's bytes: renamed, moved or re-split images hit the cache, edited ones are recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import warnings
@@ -44,27 +45,48 @@ EXTRACT_BATCH = 32  # images per backbone pass while filling the cache
 
 
 def feature_block(net: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
-    """The net up to its head's input, as a graph sharing the net's parameters: (B, 3, S, S) -> (B, C).
+    """The net up to its head's input, as a graph sharing the net's parameters: (B, 3, S, S) -> (B, C)
+    float32.
 
-    Found in the symbol rather than by model-specific attributes: the head's FullyConnected node is
+    Found in the graph rather than by model-specific attributes: the head's FullyConnected node is
     the one fed the head's weight, and its data input is the pooled feature map in every zoo net.
+    Under BF16 AMP (`--dtype bfloat16`, process-wide) both arrive through AMP's cast nodes, which
+    are looked through (taken at face value, the node "fed the weight" was the weight's own cast).
     """
     import mxnet as mx
 
     head = getattr(net, head_attr(net))
     dense = head if isinstance(head, mx.gluon.nn.Dense) else list(head._children.values())[-1]
-    weight = dense.weight.name
-    data = mx.sym.var("data")
-    nodes = [s for s in net(data).get_internals()
-             if s.get_children() is not None and weight in s.get_children().list_outputs()]
-    if len(nodes) != 1:
-        raise ValueError(f"cannot find the classifier input of {type(net).__name__} in its graph")
-    features = mx.sym.flatten(nodes[0].get_children()[0])
+    graph = net(mx.sym.var("data"))
+    features = mx.sym.amp_cast(mx.sym.flatten(_classifier_input(graph, dense.weight.name)), dtype="float32")
     with warnings.catch_warnings():  # "cannot decide type for data": it is given at the first call
         warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock(features, data, params=net.collect_params())
+        block = mx.gluon.SymbolBlock(features, mx.sym.var("data"), params=net.collect_params())
     block.hybridize(static_alloc=True, static_shape=True)
     return block
+
+
+AMP_CASTS = ("amp_cast", "amp_multicast")  # output k of amp_multicast is its input k, cast
+
+
+def _classifier_input(graph: mx.sym.Symbol, weight: str) -> mx.sym.Symbol:
+    """The symbol the FullyConnected node that uses `weight` classifies, AMP casts looked through."""
+    nodes = json.loads(graph.tojson())["nodes"]
+
+    def source(entry: list[int]) -> tuple[int, int]:
+        node, index = entry[0], entry[1]
+        while nodes[node]["op"] in AMP_CASTS:
+            node, index = nodes[node]["inputs"][index if nodes[node]["op"] == "amp_multicast" else 0][:2]
+        return node, index
+
+    dense = [n for n in nodes if n["op"] == "FullyConnected" and nodes[source(n["inputs"][1])[0]]["name"] == weight]
+    if len(dense) != 1:
+        raise ValueError(f"cannot find the classifier input of the graph (FullyConnected nodes using {weight}: "
+                         f"{len(dense)})")
+    node, index = source(dense[0]["inputs"][0])
+    internals, name = graph.get_internals(), nodes[node]["name"]
+    outputs = [o for o in internals.list_outputs() if o in (f"{name}_output", f"{name}_output{index}")]
+    return internals[outputs[0]]
 
 
 def image_key(path: str | Path) -> str:
@@ -82,10 +104,13 @@ def weights_id(pretrained: str, seed: int) -> str:
     return "file-" + image_key(pretrained)[:10]
 
 
-def cache_file(prepared: str | Path, model: str, data_shape: int, crop_ratio: float, weights: str, views: str
-               ) -> Path:
-    """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>.npz`."""
-    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-r{crop_ratio:g}-{weights}-{views}.npz"
+def cache_file(prepared: str | Path, model: str, data_shape: int, crop_ratio: float, weights: str, views: str,
+               dtype: str = "float32") -> Path:
+    """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>[-<dtype>].npz`: features a
+    BF16 graph computed differ from FP32's in the third digit, so each precision keeps its own file
+    (FP32's name has no suffix, as before there was a choice)."""
+    suffix = "" if dtype == "float32" else f"-{dtype}"
+    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-r{crop_ratio:g}-{weights}-{views}{suffix}.npz"
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray]:
@@ -173,7 +198,7 @@ class HeadStage:
         view = (config.data_shape, config.crop_ratio)
 
         def features(paths: Sequence[Path], views: str) -> np.ndarray:
-            path = cache_file(config.prepared, config.model, *view, weights, views)
+            path = cache_file(config.prepared, config.model, *view, weights, views, config.dtype)
             return cached_features(block, paths, path, view, views, ctx[0])
 
         train = features(train_paths, config.cache_views)
