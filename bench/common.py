@@ -140,11 +140,11 @@ def paired_ratios(baseline: Callable[[], float], candidate: Callable[[], float],
 
 
 def describe_ratios(ratios: Sequence[float]) -> str:
-    """'median 1.70x (1.52-1.86x over 3 pairs)' for the notes under a table."""
-    good = sorted(r for r in ratios if r == r)
+    """'median 1.70x over 3 pairs: 1.86, 1.52, 1.70' (in the order measured) for the notes under a table."""
+    good = [r for r in ratios if r == r]
     if not good:
         return "not measured"
-    return f"median {float(np.median(good)):.2f}x ({good[0]:.2f}-{good[-1]:.2f}x over {len(good)} pairs)"
+    return f"median {float(np.median(good)):.2f}x over {len(good)} pairs: {', '.join(f'{r:.2f}' for r in good)}"
 
 
 def add_child_flags(parser: argparse.ArgumentParser) -> None:

@@ -53,7 +53,7 @@ def test_paired_ratios_alternate_the_order_and_cancel_a_drift():
     ratios = common.paired_ratios(measured("base", 1.0), measured("cand", 2.0), 4)
     assert calls == ["base", "cand", "cand", "base", "base", "cand", "cand", "base"]
     assert ratios == pytest.approx([1.8, 2 / 0.9, 1.8, 2 / 0.9])  # order alternates: the drift averages out
-    assert common.describe_ratios(ratios) == "median 2.01x (1.80-2.22x over 4 pairs)"
+    assert common.describe_ratios(ratios) == "median 2.01x over 4 pairs: 1.80, 2.22, 1.80, 2.22"
     assert common.describe_ratios([float("nan")]) == "not measured"
 
 

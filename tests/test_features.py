@@ -171,3 +171,25 @@ def test_head_training_works_from_random_weights_too(small):
     root, _ = small
     run = fit(_head_config(root, "none", name="random", pretrained="none", epochs=2))
     assert len(read_metrics(run)) == 2
+
+
+def test_a_bf16_head_stage_trains_and_keeps_its_own_cache(small, tmp_path):
+    """The whole --cache-features path in BF16 AMP (a child process: amp.init is process-wide): the
+    head's BF16 logits once broke its accuracy count, and its features must not land in FP32's cache."""
+    from fashionai.core import cpu
+
+    ok, why = cpu.bf16_supported()
+    if not ok:
+        pytest.skip(f"this CPU cannot run BF16: {why}")
+    root, backbone = small
+    done = subprocess.run(
+        [sys.executable, "-m", "fashionai", "train", "--preset", "demo", "--task", TARGET, "--prepared",
+         str(root / "prepared"), "--out", str(tmp_path), "--name", "bf16head", "--pretrained", str(backbone),
+         "--data-shape", "32", "--freeze-backbone", "--cache-features", "--epochs", "3", "--warmup-epochs", "0",
+         "--dtype", "bfloat16"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_metrics(tmp_path / TARGET / "bf16head")
+    assert len(rows) == 3 and all(0 <= r["train_acc"] <= 1 and np.isfinite(r["val_map"]) for r in rows)
+    bf16_cache = cache_file(root / "prepared", "mobilenet0.25", 32, TrainConfig().crop_ratio,
+                            weights_id(str(backbone), 0), "none", "bfloat16")
+    assert bf16_cache.name.endswith("-bfloat16.npz") and len(load_cache(bf16_cache)) == 16 * 5

@@ -225,7 +225,8 @@ class HeadStage:
             loss, outputs = step(self.head, loss_fn, xs, ts, sample_weights(weights, self.y[idx], self.ctx), trainer,
                                  len(idx), scale_loss=loss_scaling(self.config.dtype))
             total += loss
-            correct += int((np.concatenate([o.asnumpy() for o in outputs]).argmax(1) == self.y[idx]).sum())
+            logits = np.concatenate([mx.nd.amp_cast(o, dtype="float32").asnumpy() for o in outputs])  # BF16 AMP's
+            correct += int((logits.argmax(1) == self.y[idx]).sum())
             seen += len(idx)
         return {"train_loss": total / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "img_per_s": seen / max(time.time() - start, 1e-9)}
