@@ -56,17 +56,20 @@ def test_the_probe_agrees_with_running_bf16():
 
 
 @pytest.mark.slow
-def test_bfloat16_training_runs_and_saves_float32_weights(prepared_data, tmp_path):
+@pytest.mark.parametrize("tasks", [["--task", "skirt_length_labels"],
+                                   ["--tasks", "skirt_length_labels,collar_design_labels"]], ids=["task", "multitask"])
+def test_bfloat16_training_runs_and_saves_float32_weights(prepared_data, tmp_path, tasks):
+    """Single- and multi-task (whose validation reads the raw outputs, not their softmax)."""
     ok, why = cpu.bf16_supported()
     if not ok:
         pytest.skip(f"this CPU cannot run BF16: {why}")
     # amp.init rewrites MXNet process-wide: train in a child process
     code = subprocess.run(
-        [sys.executable, "-m", "fashionai", "train", "--preset", "demo", "--task", "skirt_length_labels",
+        [sys.executable, "-m", "fashionai", "train", "--preset", "demo", *tasks,
          "--prepared", str(prepared_data), "--out", str(tmp_path), "--name", "bf16", "--dtype", "bfloat16",
          "--epochs", "2", "--data-shape", "32", "--batch-size", "8"], capture_output=True, text=True)
     assert code.returncode == 0, code.stderr[-2000:]
-    run = tmp_path / "skirt_length_labels" / "bf16"
+    run = tmp_path / "skirt_length_labels" / "bf16"  # a multi-task run is also split into single-task runs
     params = mx.nd.load(str(run / "best.params"))
     assert {np.dtype(v.dtype) for v in params.values()} == {np.dtype("float32")}
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())

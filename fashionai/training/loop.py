@@ -150,10 +150,14 @@ def predict_loader(net, loader, ctx: Sequence, step: int, logits: bool = False) 
     """
     import mxnet as mx
 
+    def forward(x):  # float32 either way: under BF16 AMP the raw outputs are bfloat16, which numpy cannot order
+        out = mx.nd.amp_cast(net(x), dtype="float32")
+        return (out if logits else mx.nd.softmax(out, axis=-1)).asnumpy()
+
     probs, labels = [], []
     for data, label in tqdm(loader, desc="val", unit="batch", leave=False, disable=None):
         parts = mx.gluon.utils.split_and_load(pad_batch(data, step), ctx)
-        out = np.concatenate([(net(x) if logits else mx.nd.softmax(net(x), axis=-1)).asnumpy() for x in parts])
+        out = np.concatenate([forward(x) for x in parts])
         probs.append(out[:data.shape[0]])
         labels.append(label.asnumpy().astype(np.int64))
     return np.concatenate(probs), np.concatenate(labels)
