@@ -87,9 +87,9 @@ def _training_step(model: str, size: int, batch: int, dtype: str):
 
 
 def dnnl_step(model: str, size: int, batch: int, dtype: str, steps: int) -> dict:
-    """{"ms": {"primitive, pass": ms per step}, "kernel": {...: oneDNN implementation}} of `steps`
-    training steps, read from oneDNN's verbose lines (the child runs with DNNL_VERBOSE=1; the lines of
-    the measured steps go to a file: oneDNN prints them to the process's stdout)."""
+    """{"ms": {"primitive, pass": ms per step}, "kernel": {...: the oneDNN implementation that took
+    most of it}} of `steps` training steps, read from oneDNN's verbose lines (the child runs with
+    DNNL_VERBOSE=1; the lines of the measured steps go to a file: oneDNN prints them to stdout)."""
     import mxnet as mx
 
     step = _training_step(model, size, batch, dtype)
@@ -107,11 +107,14 @@ def dnnl_step(model: str, size: int, batch: int, dtype: str, steps: int) -> dict
             os.close(saved)
         log.seek(0)
         lines = [line.split(",") for line in log if line.startswith("dnnl_verbose,exec,")]
-    ms, kernel = collections.Counter(), {}
+    ms, by_kernel = collections.Counter(), collections.Counter()
     for fields in lines:  # dnnl_verbose, exec, engine, primitive, implementation, pass, ..., time in ms
         key = f"{fields[3]}, {fields[5]}"
         ms[key] += float(fields[-1]) / steps
-        kernel.setdefault(key, fields[4])
+        by_kernel[key, fields[4]] += float(fields[-1])
+    kernel = {}  # per primitive and pass, the implementation that took most of its time
+    for (key, impl), _ in sorted(by_kernel.items(), key=lambda item: item[1]):
+        kernel[key] = impl
     return {"ms": dict(ms), "kernel": kernel}
 
 
