@@ -18,7 +18,7 @@ test: venv
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow"
 
-# Every benchmark in turn (a few minutes on 2 cores); tables in bench/out/*.md, all rows in
+# Every benchmark in turn (30-35 minutes on 2 cores); tables in bench/out/*.md, all rows in
 # bench/out/results.jsonl. Run it on an otherwise idle machine: figures are throughputs.
 BENCH_OUT ?= bench/out
 bench: venv
@@ -30,7 +30,7 @@ bench: venv
 	$(PY) bench/bench_contention.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/contention.md
 	$(PY) bench/bench_profile.py --json $(BENCH_OUT)/results.jsonl > $(BENCH_OUT)/profile.md
 	@cat $(BENCH_OUT)/train.md $(BENCH_OUT)/predict.md $(BENCH_OUT)/input.md $(BENCH_OUT)/head.md \
-		$(BENCH_OUT)/contention.md
+		$(BENCH_OUT)/contention.md $(BENCH_OUT)/profile.md
 
 # The score: the project's defaults vs the 2018 tutorial's recipe, 3 seeds x 2 generated datasets,
 # test mAP side by side (~30 min on 2 cores); table in bench/out/score.md.
