@@ -86,6 +86,8 @@ def _classifier_input(graph: mx.sym.Symbol, weight: str) -> mx.sym.Symbol:
     node, index = source(dense[0]["inputs"][0])
     internals, name = graph.get_internals(), nodes[node]["name"]
     outputs = [o for o in internals.list_outputs() if o in (f"{name}_output", f"{name}_output{index}")]
+    if not outputs:
+        raise ValueError(f"cannot find output {index} of {name}, the classifier's input, in the graph")
     return internals[outputs[0]]
 
 
@@ -225,7 +227,8 @@ class HeadStage:
             loss, outputs = step(self.head, loss_fn, xs, ts, sample_weights(weights, self.y[idx], self.ctx), trainer,
                                  len(idx), scale_loss=loss_scaling(self.config.dtype))
             total += loss
-            logits = np.concatenate([mx.nd.amp_cast(o, dtype="float32").asnumpy() for o in outputs])  # BF16 AMP's
+            # float32 whatever the head computes in: numpy cannot order BF16 AMP's bfloat16 logits
+            logits = np.concatenate([mx.nd.amp_cast(o, dtype="float32").asnumpy() for o in outputs])
             correct += int((logits.argmax(1) == self.y[idx]).sum())
             seen += len(idx)
         return {"train_loss": total / max(seen, 1), "train_acc": correct / max(seen, 1),
