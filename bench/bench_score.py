@@ -147,10 +147,9 @@ def paired_note(name: str, tasks: list[str], results: list[dict]) -> str:
     target compares the gap of the means with the max - min range over seeds, which two or three
     uneven runs decide; the paired view shows how often and by how much the defaults win."""
     diffs = [r["defaults"]["ap"][t] - r["tutorial"]["ap"][t] for r in results for t in tasks]
-    per_seed = [statistics.mean(r["defaults"]["ap"].values()) - statistics.mean(r["tutorial"]["ap"].values())
-                for r in results]
     error = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
     means = {k: [statistics.mean(r[k]["ap"].values()) for r in results] for k in ("tutorial", "defaults")}
+    per_seed = [d - t for d, t in zip(means["defaults"], means["tutorial"])]
     spread = max(max(v) - min(v) for v in means.values())
     gain = statistics.mean(means["defaults"]) - statistics.mean(means["tutorial"])
     return (f"{name}: defaults - tutorial, paired by seed and task: {statistics.mean(diffs):+.3f} +- {error:.3f} "

@@ -57,11 +57,11 @@ def feature_block(net: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
 
     head = getattr(net, head_attr(net))
     dense = head if isinstance(head, mx.gluon.nn.Dense) else list(head._children.values())[-1]
-    graph = net(mx.sym.var("data"))
-    features = mx.sym.amp_cast(mx.sym.flatten(_classifier_input(graph, dense.weight.name)), dtype="float32")
+    data = mx.sym.var("data")
+    features = mx.sym.amp_cast(mx.sym.flatten(_classifier_input(net(data), dense.weight.name)), dtype="float32")
     with warnings.catch_warnings():  # "cannot decide type for data": it is given at the first call
         warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock(features, mx.sym.var("data"), params=net.collect_params())
+        block = mx.gluon.SymbolBlock(features, data, params=net.collect_params())
     block.hybridize(static_alloc=True, static_shape=True)
     return block
 

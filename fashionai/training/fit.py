@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionai.core import cpu
-from fashionai.core.runtime import amx_on
 from fashionai.core.devices import resolve_devices
+from fashionai.core.runtime import amx_on
 from fashionai.model import build_net, head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.config import TrainConfig, check_config, run_folder
