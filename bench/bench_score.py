@@ -41,7 +41,7 @@ TUTORIAL_PREDICT = dict(which="last", tta="ten-crop", precision="fp32")
 
 def dataset(root: Path, name: str, tasks: list[str]) -> tuple[Path, Path]:
     """(data root, prepared root) of a generated dataset, made once under `root` and reused."""
-    from fashionai.data.demodata import make_demo_data
+    from fashionai.demodata.generate import make_demo_data
     from fashionai.data.prepare import prepare
 
     data, prepared = root / f"data-{name}", root / f"prepared-{name}"

@@ -205,7 +205,7 @@ def report(title: str, info: dict, extra: dict, rows: Sequence[dict], columns: S
 
 def demo_images(root: Path, per_class: int, size: int, task: str = "skirt_length_labels") -> Path:
     """A prepared demo root of `size`-px JPEGs (quality 90), made once under `root` and reused."""
-    from fashionai.data.demodata import make_demo_data
+    from fashionai.demodata.generate import make_demo_data
     from fashionai.data.prepare import prepare
 
     prepared = root / f"prepared-{task}-{per_class}-{size}"

@@ -27,7 +27,7 @@ def demo_data(tmp_path_factory):
     Seed 0, all 8 tasks, 8 train + 3 test per class, 3 warm-up per skirt class, long side 96-160 px
     (612 images, ~2 s); tests/test_demodata.py hand-computes its expectations from these numbers.
     """
-    from fashionai.data.demodata import make_demo_data
+    from fashionai.demodata.generate import make_demo_data
 
     root = tmp_path_factory.mktemp("demo") / "data"
     make_demo_data(root, train_per_class=8, test_per_class=3, warmup_per_class=3, min_size=96,

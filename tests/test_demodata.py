@@ -20,7 +20,7 @@ import pytest
 from fashionai.cli import main
 from fashionai.core.annotations import read_labels, read_questions
 from fashionai.core.tasks import TASK_NAMES, num_classes
-from fashionai.data.demodata import MARKER, make_demo_data
+from fashionai.demodata.generate import MARKER, make_demo_data
 
 TRAIN, TEST, WARMUP = 8, 3, 3  # per class, as the demo_data fixture makes them
 SKIRT = "skirt_length_labels"

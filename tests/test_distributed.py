@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from fashionai.training.distributed import (COMMAND_VARIABLE, WorkerInfo, check_launched, decode_command,
-                                            encode_command, launch_args, shard, worker_entry)
+from fashionai.launcher import COMMAND_VARIABLE, decode_command, encode_command, launch_args, worker_entry
+from fashionai.training.distributed import WorkerInfo, check_launched, shard
 
 
 def test_shards_are_disjoint_cover_everything_and_interleave_classes():

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fashionai.data.demodata import make_demo_data
+from fashionai.demodata.generate import make_demo_data
 from fashionai.data.prepare import prepare
 from fashionai.model import build_net, head_attr
 from fashionai.training.config import TrainConfig, check_config

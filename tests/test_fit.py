@@ -20,11 +20,11 @@ from fashionai.cli import main
 from fashionai.core.metrics import official_ap
 from fashionai.core.tasks import TASK_NAMES, num_classes
 from fashionai.model import load_run
-from fashionai.training import heads
+from fashionai.training import layout
 from fashionai.training.checkpoint import FitState
 from fashionai.training.config import TrainConfig
 from fashionai.training.fit import fit
-from fashionai.training.loaders import make_loaders
+from fashionai.training.inputs import make_loaders
 from fashionai.training.loop import validate
 from fashionai.training.rundir import best_row, read_metrics
 
@@ -65,7 +65,7 @@ def _revalidate(run_dir, which):
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
     """Skirt-length demo data big enough to learn from in a few epochs (~1 s to make)."""
-    from fashionai.data.demodata import make_demo_data
+    from fashionai.demodata.generate import make_demo_data
     from fashionai.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("learn")
@@ -180,13 +180,13 @@ def test_patience_stops_after_that_many_epochs_without_a_val_map_gain(prepared_d
     and 0.9 never reached.
     """
     scores = iter([(math.nan, 3.0), (0.5, 2.0), (0.5, 1.5), (0.4, 1.0), (0.9, 0.5), (0.9, 0.5)])
-    real = heads.validate
+    real = layout.validate
 
     def scripted(*args, **kwargs):
         score, loss = next(scores)
         return {**real(*args, **kwargs), "val_map": score, "val_loss": loss}
 
-    monkeypatch.setattr(heads, "validate", scripted)
+    monkeypatch.setattr(layout, "validate", scripted)
     run = fit(TrainConfig(task=TASK, prepared=str(prepared_data), out=str(tmp_path), name="stop", epochs=6,
                           patience=2, **TINY))
     rows = read_metrics(run)

@@ -1,7 +1,7 @@
 """The package's shape, read with `ast` (no module is imported): imports run one way.
 
-Layers, in order (README, "Layout"): core -> data -> model -> training -> inference -> scoring ->
-pipeline -> cli. A module may import from its own layer or the ones before it, never from a later
+Layers, in order (docs/design.md): core -> demodata -> data -> model -> training -> inference ->
+scoring -> pipeline -> launcher -> cli. A module may import from its own layer or the ones before it, never from a later
 one; the package's modules form no import cycle (imports inside functions included); no module
 imports another's `_private` name; imports of the package's own modules sit at the top of a file
 (a function-level import is for heavy third-party libraries only).
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fashionai"
-LAYERS = ("core", "data", "model", "training", "inference", "scoring", "pipeline", "cli")
+LAYERS = ("core", "demodata", "data", "model", "training", "inference", "scoring", "pipeline", "launcher", "cli")
 
 
 def _module_name(path: Path) -> str:

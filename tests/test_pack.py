@@ -22,7 +22,7 @@ from fashionai.data.manifest import label_strings
 from fashionai.training.config import TrainConfig, check_config
 from fashionai.training.distributed import WorkerInfo
 from fashionai.training.fit import fit
-from fashionai.training.loaders import make_loaders
+from fashionai.training.inputs import make_loaders
 from fashionai.training.rundir import read_metrics
 
 TASK = "skirt_length_labels"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from fashionai.cli import main
-from fashionai.core import cpu
+from fashionai.core import cpu, io
 from fashionai.data import transforms
 from fashionai.inference import nets, quantize
 from fashionai.inference.predict import predict_paths, predict_run
@@ -128,7 +128,7 @@ def test_int8_cache_is_reused_and_rebuilt_when_params_change(run_copy, tmp_path,
     quantize.quantized_net(retrained, ctx=mx.cpu())
     assert len(calls) == 1
     meta = json.loads((retrained / "quantized" / "int8-best.json").read_text())
-    assert meta["source"]["sha1"] == quantize.params_fingerprint(retrained / "best.params")["sha1"]
+    assert meta["source"]["sha1"] == io.params_fingerprint(retrained / "best.params")["sha1"]
     assert meta["settings"]["calib_mode"] == quantize.CALIB_MODE and meta["settings"]["seed"] == 0
 
 

@@ -14,7 +14,8 @@ from fashionai.data import transforms, tta
 from fashionai.inference import predict
 from fashionai.pipeline import submit
 from fashionai.pipeline.submit import make_submission
-from fashionai.scoring.submission import SubmissionError, check_submission, load_probs
+from fashionai.scoring.probs import load_probs
+from fashionai.scoring.submission import SubmissionError, check_submission
 
 K = 5
 SIZES = [(90, 70), (64, 64), (71, 100), (100, 73)]  # (H, W): portrait, square, landscape, odd
@@ -253,5 +254,5 @@ def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, mo
     questions = _questions(tmp_path, task, 2)
     assert main(["submit", "--runs", str(run), "--questions", str(questions), "--out", str(tmp_path / "sub"),
                  "--precision", "int8"]) == 0
-    # the defaults: flip views of the last epoch's weights (fashionai.pipeline.views)
+    # the defaults: flip views of the last epoch's weights (fashionai.pipeline.tta_choice)
     assert seen[0]["precision"] == "int8" and seen[0]["tta"] == "flip" and seen[0]["which"] == "last"

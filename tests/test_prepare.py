@@ -527,7 +527,7 @@ def test_cli_prepare_prints_the_summary_table(tmp_path, capsys):
 
 
 def test_demo_data_prepares_cleanly(request):
-    pytest.importorskip("fashionai.data.demodata")
+    pytest.importorskip("fashionai.demodata.generate")
     prepared = request.getfixturevalue("prepared_data")
     m = read_manifest(prepared)
     ok = m[m["status"] == "ok"]

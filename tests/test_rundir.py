@@ -6,14 +6,14 @@ import json
 
 import mxnet as mx
 import pytest
+from conftest import TASK, TINY, best_epoch
+from conftest import read_checkpoint_json as _checkpoint
 
+from fashionai.core import io
 from fashionai.training import checkpoint, rundir
 from fashionai.training.config import TrainConfig, check_config
 from fashionai.training.fit import fit
 from fashionai.training.rundir import check_free, read_metrics
-
-from conftest import TASK, TINY, best_epoch
-from conftest import read_checkpoint_json as _checkpoint
 
 ONE_EPOCH = {**TINY, "warmup_epochs": 0}
 RUN_FILES = ("config.json", "train.log", "metrics.csv", "best.params", "last.params", "last.states",
@@ -183,7 +183,7 @@ def test_a_kill_inside_a_commit_leaves_the_previous_checkpoint_whole(prepared_da
     assert final.state.epoch == 3 and sorted(p.name for p in run.glob("epoch-*")) == [
         "epoch-0002.params", "epoch-0002.states"]
     for kind, alias in checkpoint.ALIASES.items():
-        assert checkpoint.sha1_of(run / alias) == final.sha1[final.files[kind]], alias
+        assert io.sha1_of(run / alias) == final.sha1[final.files[kind]], alias
 
 
 def test_a_changed_checkpoint_file_is_refused_on_resume(prepared_data, tmp_path):

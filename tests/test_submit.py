@@ -13,7 +13,8 @@ import pytest
 from fashionai.cli import main
 from fashionai.data.prepare import prepare
 from fashionai.pipeline.submit import MARKER, make_submission
-from fashionai.scoring.submission import check_submission, save_probs
+from fashionai.scoring.probs import save_probs
+from fashionai.scoring.submission import check_submission
 
 SKIRT, COLLAR = "skirt_length_labels", "collar_design_labels"
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from fashionai.core.runinfo import DEFAULT_WHICH
 from fashionai.data.tta import REDUCTIONS
 from fashionai.pipeline.precision import CHOICES, MAP_TOLERANCE
-from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH, TTA_CHOICES
+from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -6,7 +6,7 @@ import argparse
 
 from fashionai.cli.common import Handler, subparser
 from fashionai.core.tasks import expand_tasks
-from fashionai.data.demodata import make_demo_data
+from fashionai.demodata.generate import make_demo_data
 from fashionai.data.pack import DEFAULT_QUALITY, DEFAULT_SHORT_SIDE, pack
 from fashionai.data.prepare import format_summary, prepare
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from fashionai.cli.common import Handler, subparser
+from fashionai.launcher import LAUNCHERS, launch
 from fashionai.pipeline.demo import format_demo, run_demo
-from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
-from fashionai.training.distributed import LAUNCHERS, launch
+from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
 
 # --- launch -------------------------------------------------------------------------------------

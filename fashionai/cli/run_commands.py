@@ -13,10 +13,11 @@ from fashionai.core.tasks import class_names
 from fashionai.inference.export import export_run
 from fashionai.inference.predict import question_images
 from fashionai.pipeline import evaluate, precision
-from fashionai.pipeline.predict import predict_resolved
+from fashionai.pipeline.resolve import predict_resolved
 from fashionai.pipeline.submit import make_submission
-from fashionai.pipeline.views import DEFAULT_TTA, TTA_CHOICES
+from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 from fashionai.scoring import submission
+from fashionai.scoring.probs import save_probs
 from fashionai.scoring.scores import format_prediction_report, format_submission_report, score_submission
 from fashionai.scoring.tables import format_table, save_report, save_table
 
@@ -111,7 +112,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.out and args.out.endswith(".csv"):
         submission.write_prob_csv(args.out, task, names, probs)
     elif args.out:
-        submission.save_probs(args.out, task, names, probs, run=args.run, **predict_kw(args))
+        save_probs(args.out, task, names, probs, run=args.run, **predict_kw(args))
     classes = class_names(task)
     for name, row in list(zip(names, probs))[:20]:
         print(f"{name}  {classes[int(row.argmax())]}  {row.max():.4f}")

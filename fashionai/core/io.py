@@ -11,6 +11,7 @@ that made it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -56,6 +57,23 @@ def atomic_save(path: str | Path, save: Callable[[str], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def sha1_of(path: str | Path) -> str:
+    """SHA-1 of a file's bytes, read in 1 MiB blocks: how weights, images and caches are identified
+    (a copied file keeps its identity, a rewritten one does not)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def params_fingerprint(path: Path) -> dict:
+    """File name, size, mtime and SHA-1 of a params file: what a cache built from it is keyed by
+    (the SHA-1 decides; a copied run keeps its caches, a retrained one does not)."""
+    stat = path.stat()
+    return {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha1": sha1_of(path)}
 
 
 def json_safe(value: Any) -> Any:

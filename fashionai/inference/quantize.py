@@ -4,7 +4,6 @@ images, and the cache of the quantized graph in `<run>/quantized/`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fashionai.core.devices import context_list
-from fashionai.core.io import write_json
+from fashionai.core.io import params_fingerprint, write_json
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.loaders import split_dir
 from fashionai.data.transforms import eval_transform
@@ -42,14 +41,6 @@ CALIB_MODE = "naive"
 CALIB_SEED = 0
 INT8_EXCLUDE: tuple[str, ...] = ()  # `exclude_layers_match` patterns, e.g. ("conv0_fwd", "dense")
 QUANTIZED_DIR = "quantized"
-
-
-def params_fingerprint(path: Path) -> dict:
-    """File name, size, mtime and SHA-1 of a params file: what a cache built from it is keyed by
-    (the SHA-1 decides; a copied run keeps its caches, a retrained one does not)."""
-    stat = path.stat()
-    return {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "sha1": hashlib.sha1(path.read_bytes()).hexdigest()}
 
 
 def int8_settings(run: RunInfo, *, calib_images: int = CALIB_IMAGES, calib_mode: str = CALIB_MODE,

@@ -20,10 +20,10 @@ from typing import Any
 
 from fashionai.core.io import has_marker, write_marker
 from fashionai.core.tasks import TASK_NAMES, expand_tasks, num_classes
-from fashionai.data.demodata import make_demo_data
+from fashionai.demodata.generate import make_demo_data
 from fashionai.data.prepare import prepare
 from fashionai.pipeline.submit import make_submission
-from fashionai.pipeline.views import DEFAULT_TTA
+from fashionai.pipeline.tta_choice import DEFAULT_TTA
 from fashionai.scoring.scores import Report, format_submission_report, score_submission
 from fashionai.training.config import TrainConfig
 from fashionai.training.fit import fit

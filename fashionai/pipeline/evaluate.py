@@ -15,7 +15,7 @@ from fashionai.data.manifest import split_images
 from fashionai.data.tta import TTA_MODES
 from fashionai.inference.predict import predict_run
 from fashionai.pipeline.precision import resolve_precision
-from fashionai.pipeline.views import DEFAULT_TTA, resolve_tta
+from fashionai.pipeline.tta_choice import DEFAULT_TTA, resolve_tta
 from fashionai.scoring.scores import evaluate_predictions, worst_predictions
 
 log = logging.getLogger(__name__)

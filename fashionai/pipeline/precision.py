@@ -22,14 +22,13 @@ import numpy as np
 
 from fashionai.core.cpu import machine_name
 from fashionai.core.devices import resolve_devices
-from fashionai.core.io import write_json
+from fashionai.core.io import params_fingerprint, write_json
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
 from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
 from fashionai.inference.predict import predict_paths
-from fashionai.inference.quantize import params_fingerprint
 from fashionai.scoring.scores import evaluate_predictions
 from fashionai.scoring.tables import format_table, save_table
 

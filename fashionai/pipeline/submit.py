@@ -15,12 +15,12 @@ from pathlib import Path
 
 from fashionai.core.annotations import read_questions
 from fashionai.core.io import building, check_replaceable, write_marker
-from fashionai.core.runinfo import RunInfo
+from fashionai.core.runinfo import DEFAULT_WHICH, RunInfo
 from fashionai.inference.predict import question_images
-from fashionai.pipeline.predict import predict_resolved
-from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH
-from fashionai.scoring.submission import (align, build_submission, ensemble, load_probs, prob_file_task, save_probs,
-                                          write_submission, write_task_files)
+from fashionai.pipeline.resolve import predict_resolved
+from fashionai.pipeline.tta_choice import DEFAULT_TTA
+from fashionai.scoring.probs import align, ensemble, load_probs, prob_file_task, save_probs
+from fashionai.scoring.submission import build_submission, write_submission, write_task_files
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Question file -> leaderboard submission rows; the checker; atomic writes; saved probabilities.
+"""Question file -> leaderboard submission rows; the checker; atomic writes.
 
 A submission has one line per question row, in the question file's order, no header:
 `Images/<task>/<id>.jpg,<task>,p0;p1;...;pK-1`, each probability written with `%.8f` in the task's
@@ -8,15 +8,11 @@ and `write_submission` runs it on the rows in memory before anything touches the
 Sum-to-one tolerance: rows are renormalised before formatting, and `%.8f` rounds each of K <= 10
 values by at most 5e-9, so a correct row sums to 1 within 5e-8. `SUM_TOLERANCE` = 1e-4 leaves room
 for files written by other tools with fewer decimals while still catching unnormalised scores.
-
-Saved probabilities (`save_probs` / `load_probs`): `<name>.npy` holds the (N, K) float32 array and
-`<name>.json` beside it the task and the N image paths, so runs can be ensembled later
-without re-running their nets.
+Saved probabilities and ensembles are `fashionai.scoring.probs`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -27,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionai.core.annotations import QuestionRow, read_questions
-from fashionai.core.io import atomic_save, atomic_write, write_json
+from fashionai.core.io import atomic_write
 from fashionai.core.tasks import TASK_NAMES, num_classes
 
 log = logging.getLogger(__name__)
@@ -232,60 +228,3 @@ def write_prob_csv(path: str | Path, task: str, images: Sequence[str], probs: np
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, "".join(f"{row}\n" for row in rows))
     return Path(path)
-
-
-# --- saved probabilities and ensembles ----------------------------------------------------------
-def save_probs(path: str | Path, task: str, images: Sequence[str], probs: np.ndarray, **meta) -> Path:
-    """Write `<path>.npy` (N, K) and its `<path>.json` (task, images, meta), both atomically."""
-    path = Path(path).with_suffix(".npy")
-    probs = normalise(probs, task).astype(np.float32)
-    if len(images) != len(probs):
-        raise ValueError(f"{len(images)} images for {len(probs)} probability rows")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(path, lambda tmp: np.save(tmp, probs))
-    write_json(path.with_suffix(".json"), {"task": task, "images": [str(i) for i in images], **meta}, indent=1)
-    return path
-
-
-def load_probs(path: str | Path) -> tuple[str, list[str], np.ndarray]:
-    """(task, images, probs (N, K)) saved by `save_probs`."""
-    path = Path(path).with_suffix(".npy")
-    sidecar = path.with_suffix(".json")
-    for p in (path, sidecar):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no such file (saved probabilities come as .npy + .json)")
-    meta = json.loads(sidecar.read_text())
-    probs = np.load(path)
-    if len(meta["images"]) != len(probs):
-        raise ValueError(f"{path}: {len(probs)} rows but {len(meta['images'])} images in {sidecar}")
-    return meta["task"], meta["images"], normalise(probs, meta["task"])
-
-
-def align(images: Sequence[str], probs: np.ndarray, wanted: Sequence[str], source: str = "") -> np.ndarray:
-    """Rows of `probs` (one per `images`) reordered to `wanted`; raise if one is missing."""
-    index = {image: i for i, image in enumerate(images)}
-    missing = [w for w in wanted if w not in index]
-    if missing:
-        raise ValueError(f"{source}: no probabilities for {len(missing)} image(s), e.g. {missing[0]}")
-    return probs[[index[w] for w in wanted]]
-
-
-def ensemble(members: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted mean of several (N, K) probability arrays of one task (equal weights by default)."""
-    if not members:
-        raise ValueError("nothing to ensemble")
-    weights = [1.0] * len(members) if weights is None else list(weights)
-    if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError(f"need one non-negative weight per member ({len(members)}), got {weights}")
-    shapes = {m.shape for m in members}
-    if len(shapes) != 1:
-        raise ValueError(f"members disagree in shape: {sorted(shapes)}")
-    return sum(w * m for w, m in zip(weights, members)) / sum(weights)
-
-
-def prob_file_task(path: str | Path) -> str:
-    """The task of a saved probability file, read from its sidecar without loading the array."""
-    sidecar = Path(path).with_suffix(".json")
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"{sidecar}: no such file (saved probabilities come as .npy + .json)")
-    return json.loads(sidecar.read_text())["task"]

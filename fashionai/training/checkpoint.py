@@ -16,7 +16,6 @@ only from a source you trust.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fashionai.core.io import atomic_save, write_json
+from fashionai.core.io import atomic_save, sha1_of, write_json
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +75,6 @@ class Checkpoint:
     state: FitState
     files: dict[str, str]
     sha1: dict[str, str]
-
-
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(run_dir: Path) -> Checkpoint:

@@ -15,7 +15,6 @@ the image file's bytes: renamed, moved or re-split images hit the cache, edited 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from fashionai.core.io import atomic_save
+from fashionai.core.io import atomic_save, sha1_of
 from fashionai.data.loaders import image_folder, split_dir
 from fashionai.data.transforms import resize_size
 from fashionai.data.tta import ImageDecodeError, load_views, num_views
@@ -93,7 +92,7 @@ def _classifier_input(graph: mx.sym.Symbol, weight: str) -> mx.sym.Symbol:
 
 def image_key(path: str | Path) -> str:
     """SHA-1 of the file's bytes: the cache key of an image, independent of its name or folder."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    return sha1_of(path)
 
 
 def weights_id(pretrained: str, seed: int) -> str:

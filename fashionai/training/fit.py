@@ -26,8 +26,8 @@ from fashionai.training.config import TrainConfig, check_config, run_folder
 from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, dist_trainer,
                                             is_distributed, model_fingerprint, worker_info)
 from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
-from fashionai.training.heads import head_for
-from fashionai.training.loaders import make_loaders
+from fashionai.training.layout import layout_for
+from fashionai.training.inputs import make_loaders
 from fashionai.training.loop import class_weights, loss_scaling, train_one_epoch, val_metrics
 from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
 
@@ -242,7 +242,7 @@ class Fitting:
     kv: Any
     info: WorkerInfo
     net: Any
-    head: Any  # fashionai.training.heads: SingleHead or HeadLayout
+    head: Any  # fashionai.training.layout: SingleTask or TaskLayout
     loaders: tuple
     trainer: Any
     state: FitState
@@ -278,7 +278,7 @@ def _start(config: TrainConfig, run_dir: Path, ctx: Sequence, kv, info: WorkerIn
     if loaders[0].shard_sampler is not None:
         loaders[0].shard_sampler.set_epoch(state.epoch)  # a resumed job draws epoch e's order
     return Fitting(
-        config, run_dir, list(ctx), kv, info, net, head_for(config), loaders, trainer, state, stage, frozen,
+        config, run_dir, list(ctx), kv, info, net, layout_for(config), loaders, trainer, state, stage, frozen,
         class_weights(loaders[2], config.num_classes) if config.balance == "weights" else None,
         AuxAverager(net, kv, info) if kv is not None else None,
         RunWriter(run_dir) if info.is_chief else None,

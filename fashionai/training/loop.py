@@ -115,7 +115,7 @@ def train_one_epoch(net, loader, trainer, ctx: Sequence, config: TrainConfig, ep
                     weights: np.ndarray | None = None, num_workers: int = 1) -> dict[str, float]:
     """One pass over `loader`; returns train_loss, train_acc (vs the unmixed labels), img_per_s.
 
-    `head` (fashionai.training.heads) makes the targets and masks the outputs: a multi-task layout
+    `head` (fashionai.training.layout) makes the targets and masks the outputs: a multi-task layout
     counts each image's loss and accuracy over its own task's outputs only. With `num_workers`
     distributed workers the servers sum every worker's gradients, so the step normalises by the
     global batch: the update is the mean over all workers' images."""

@@ -23,8 +23,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fashionai.core.io import atomic_write, csv_text, write_json
+from fashionai.core.io import atomic_save, atomic_write, building, csv_text, write_json
 from fashionai.core.plots import save_curves
+from fashionai.model import head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit
 from fashionai.training.config import ARCH_FIELDS, TrainConfig, multitask_tasks, run_folder
 
@@ -167,3 +168,49 @@ def log_to(run_dir: Path) -> logging.Handler:
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
     return handler
+
+
+# --- a multi-task run split into single-task runs ----------------------------------------------
+
+
+def slice_head(params: dict, head: str, start: int, k: int) -> dict:
+    """Params of a save_parameters file with the head's Dense cut to rows [start, start + k)."""
+    out = {}
+    for key, value in params.items():
+        if key.startswith(head + ".") and (key.endswith("weight") or key.endswith("bias")):
+            value = value[start:start + k]
+        out[key] = value
+    return out
+
+
+def split_run(run_dir: Path, config: TrainConfig, rows: Sequence[dict], layout) -> dict[str, Path]:
+    """Write one single-task run per task next to the multi-task run; returns {task: run dir}.
+    `layout` is the run's `fashionai.training.layout.TaskLayout` (its tasks, offsets and sizes).
+
+    Each per-task folder is built aside and swapped in whole; all of them are checked first, so a
+    folder another run took meanwhile stops the split before anything is replaced."""
+    import mxnet as mx
+
+    targets = {task: Path(config.out) / task / config.name for task in layout.tasks}
+    for target in targets.values():
+        check_free(target, owner=run_dir)
+    head = head_attr(make_net(config.model, layout.total))
+    weights = {name: mx.nd.load(str(run_dir / f"{name}.params")) for name in ("best", "last")
+               if (run_dir / f"{name}.params").is_file()}
+    for (task, out), start, k in zip(targets.items(), layout.offsets, layout.sizes):
+        with building(out) as tmp:
+            save_config(config.replace(task=task, tasks="", num_classes=k, resume=""), tmp)
+            for name, params in weights.items():
+                sliced = slice_head(params, head, start, k)
+                atomic_save(tmp / f"{name}.params", lambda f, p=sliced: mx.nd.save(f, p))
+            write_metrics([{**r, **{m: r[f"{m}/{task}"] for m in ("val_loss", "val_acc", "val_map",
+                                                                   "val_basic_precision") if f"{m}/{task}" in r}}
+                           for r in rows], tmp)
+            scored = [r for r in rows if f"val_map/{task}" in r]
+            best = best_row(scored) if scored else None  # the epoch best.params holds
+            info = {"multitask_run": str(run_dir.resolve()), "tasks": list(layout.tasks),
+                    "head_rows": [start, start + k], "best_epoch": best["epoch"] if best else None,
+                    "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}
+            write_json(tmp / SPLIT_INFO, info)
+    log.info("multi-task run split into %s", ", ".join(str(p) for p in targets.values()))
+    return targets

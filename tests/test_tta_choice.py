@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fashionai.core.metrics import official_ap
-from fashionai.pipeline import views
+from fashionai.pipeline import tta_choice
 
 LABELS = ["ynn", "nyn", "nny", "ynn"]
 
@@ -26,7 +26,7 @@ def _view_probs() -> np.ndarray:
 
 def test_mode_scores_average_the_documented_view_subsets():
     probs = _view_probs()
-    scores = views.mode_scores(probs, LABELS)
+    scores = tta_choice.mode_scores(probs, LABELS)
     assert scores["none"] == scores["flip"] == pytest.approx(1.0)
     # five-crop: 1 right view of 5 -> the wrong class gets (4 * 0.8 + 0.1) / 5, the true one (0.8 + 4 * 0.1) / 5
     assert scores["five-crop"] == pytest.approx(official_ap(probs[:, :5].mean(axis=1), LABELS))
@@ -34,9 +34,9 @@ def test_mode_scores_average_the_documented_view_subsets():
 
 
 def test_pick_prefers_the_best_val_ap_then_fewer_views():
-    assert views.pick_tta({"none": 0.9, "flip": 0.9, "five-crop": 0.8, "ten-crop": 0.9})[0] == "none"
-    assert views.pick_tta({"none": 0.8, "flip": 0.85, "five-crop": 0.9, "ten-crop": 0.9})[0] == "five-crop"
-    mode, why = views.pick_tta({m: math.nan for m in views.SUBSETS})
+    assert tta_choice.pick_tta({"none": 0.9, "flip": 0.9, "five-crop": 0.8, "ten-crop": 0.9})[0] == "none"
+    assert tta_choice.pick_tta({"none": 0.8, "flip": 0.85, "five-crop": 0.9, "ten-crop": 0.9})[0] == "five-crop"
+    mode, why = tta_choice.pick_tta({m: math.nan for m in tta_choice.SUBSETS})
     assert mode == "none" and "undefined" in why
 
 
@@ -51,33 +51,33 @@ def _fake_run(tmp_path, weights: bytes = b"weights v1"):
 
 def test_auto_measures_once_caches_in_the_run_and_remeasures_new_weights(tmp_path, monkeypatch):
     runs = []
-    monkeypatch.setattr(views, "split_images", lambda prepared, task, split: (["a.jpg"] * 4, LABELS))
-    monkeypatch.setattr(views, "load_net", lambda run_dir, precision, ctx, which: (None, None))
+    monkeypatch.setattr(tta_choice, "split_images", lambda prepared, task, split: (["a.jpg"] * 4, LABELS))
+    monkeypatch.setattr(tta_choice, "load_net", lambda run_dir, precision, ctx, which: (None, None))
 
     def predict_views(net, images, *, data_shape, ctx, tta, batch_size, crop_ratio):
         runs.append((tta, data_shape, crop_ratio))
         return _view_probs()
 
-    monkeypatch.setattr(views, "predict_views", predict_views)
+    monkeypatch.setattr(tta_choice, "predict_views", predict_views)
     run = _fake_run(tmp_path)
-    assert views.resolve_tta(run, "auto", devices="cpu") == "none"  # flip ties none: fewer views
+    assert tta_choice.resolve_tta(run, "auto", devices="cpu") == "none"  # flip ties none: fewer views
     assert runs == [("ten-crop", 32, 0.875)]  # the fake run's config predates crop_ratio: its views stay 0.875
-    saved = json.loads((run / views.DECISION_FILE).read_text())
+    saved = json.loads((run / tta_choice.DECISION_FILE).read_text())
     assert saved["mode"] == "none" and saved["scores"]["ten-crop"] < 0.5
-    decision = views.choose_tta(run, devices="cpu")
+    decision = tta_choice.choose_tta(run, devices="cpu")
     assert decision.cached and decision.mode == "none" and len(runs) == 1  # from tta.json, no prediction
     _fake_run(tmp_path, b"weights v2")  # retrained in place: the cache no longer applies
-    assert not views.choose_tta(run, devices="cpu").cached and len(runs) == 2
-    assert views.resolve_tta(run, "ten-crop") == "ten-crop" and len(runs) == 2  # a given mode is used as is
+    assert not tta_choice.choose_tta(run, devices="cpu").cached and len(runs) == 2
+    assert tta_choice.resolve_tta(run, "ten-crop") == "ten-crop" and len(runs) == 2  # a given mode is used as is
     with pytest.raises(ValueError, match="valid modes"):
-        views.resolve_tta(run, "eleven-crop")
+        tta_choice.resolve_tta(run, "eleven-crop")
 
 
 def test_auto_without_a_val_split_uses_the_single_view_and_says_why(tmp_path, monkeypatch):
     def missing(prepared, task, split):
         raise FileNotFoundError(f"{prepared}/manifest.csv")
 
-    monkeypatch.setattr(views, "split_images", missing)
-    decision = views.choose_tta(_fake_run(tmp_path), devices="cpu")
+    monkeypatch.setattr(tta_choice, "split_images", missing)
+    decision = tta_choice.choose_tta(_fake_run(tmp_path), devices="cpu")
     assert decision.mode == "none" and "manifest.csv" in decision.reason
-    assert not (tmp_path / "run" / views.DECISION_FILE).exists()
+    assert not (tmp_path / "run" / tta_choice.DECISION_FILE).exists()

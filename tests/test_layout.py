@@ -12,8 +12,8 @@ from fashionai.core.tasks import num_classes
 from fashionai.model import load_run
 from fashionai.pipeline.evaluate import evaluate_run
 from fashionai.training.config import TrainConfig, check_config
-from fashionai.training.heads import HeadLayout
-from fashionai.training.loaders import make_loaders
+from fashionai.training.layout import TaskLayout
+from fashionai.training.inputs import make_loaders
 from fashionai.training.loop import validate
 from fashionai.training.rundir import best_row, read_metrics
 
@@ -21,18 +21,18 @@ TASKS = "collar_design_labels,skirt_length_labels"  # 5 + 6 outputs
 
 
 def test_layout_places_each_task_in_its_own_slice():
-    layout = HeadLayout.of(TASKS)
+    layout = TaskLayout.of(TASKS)
     assert layout.tasks == ("collar_design_labels", "skirt_length_labels")
     assert (layout.sizes, layout.offsets, layout.total) == ([5, 6], [0, 5], 11)
     assert layout.task_of(np.array([0, 4, 5, 10])).tolist() == [0, 0, 1, 1]
     assert layout.mask(np.array([7]))[0].tolist() == [0] * 5 + [1] * 6
-    assert len(HeadLayout.of("length").tasks) == 4 and len(HeadLayout.of("all").tasks) == 8
+    assert len(TaskLayout.of("length").tasks) == 4 and len(TaskLayout.of("all").tasks) == 8
 
 
 def test_targets_smooth_within_the_task_and_probabilities_are_the_slice_softmax():
     """Smoothing must not leak probability mass onto another task's classes; a task's probabilities
     are the softmax over its own logits even when another task's logits are far larger."""
-    layout = HeadLayout.of(TASKS)
+    layout = TaskLayout.of(TASKS)
     targets = layout.targets(mx.nd.array([1, 8]), 0.1).asnumpy()
     assert targets[0, 5:].sum() == 0 and targets[1, :5].sum() == 0
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
@@ -97,7 +97,7 @@ def test_a_multitask_net_learns_every_task(tmp_path):
     48 training images per class keep it under a minute on 2 cores. Validated with the demo preset
     on data seeds 2 (the one used), 0 and 1 (best epoch, val acc / mAP, collar then skirt): 0.64 /
     0.87, 0.53 / 0.73; 0.66 / 0.81, 0.33 / 0.54; 0.46 / 0.63, 0.38 / 0.58."""
-    from fashionai.data.demodata import make_demo_data
+    from fashionai.demodata.generate import make_demo_data
     from fashionai.data.prepare import prepare
     from fashionai.training.fit import fit
 

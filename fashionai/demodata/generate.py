@@ -12,7 +12,7 @@ rank/Images/<task>/<id>.jpg
 demo.json                                  the generator's parameters and counts
 .fashionai-demo-data                       the marker: `--overwrite` replaces only a folder carrying it
 ```
-What an image shows is fashionai.data.scenes' business; this module plans the rows and writes them.
+What an image shows is fashionai.demodata.scenes' business; this module plans the rows and writes them.
 
 Determinism: each image draws from its own `numpy.random.Generator` seeded by (seed, task, split,
 class, number), so the same arguments give byte-identical files whatever else is generated (the
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from fashionai.core.io import atomic_write, building, check_replaceable, write_marker
 from fashionai.core.tasks import TASK_NAMES, check_task, label_string, num_classes
-from fashionai.data.scenes import encode_jpeg, render
+from fashionai.demodata.scenes import encode_jpeg, render
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from fashionai.data.recordio import record_loader
 from fashionai.data.transforms import eval_transform, train_transform
 from fashionai.training.config import TrainConfig, augmentation
 from fashionai.training.distributed import ShardSampler, WorkerInfo
-from fashionai.training.heads import head_for
+from fashionai.training.layout import layout_for
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     """(train loader, val loader, train labels, val label strings) of a checked config."""
     if config.input == "rec":
         return _record_loaders(config, num_devices, info)
-    head = head_for(config)
+    head = layout_for(config)
     train_set, _ = head.dataset(config.prepared, "train")
     val_set, val_labels = head.dataset(config.prepared, "val")
     step = config.batch_size * num_devices

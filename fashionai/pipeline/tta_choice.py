@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from fashionai.core.devices import resolve_devices
-from fashionai.core.io import write_json
+from fashionai.core.io import params_fingerprint, write_json
 from fashionai.core.metrics import official_ap
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.manifest import split_images
 from fashionai.data.tta import TTA_MODES, check_mode
 from fashionai.inference.nets import load_net
 from fashionai.inference.predict import predict_views
-from fashionai.inference.quantize import params_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,6 @@ TTA_CHOICES: tuple[str, ...] = (*TTA_MODES, "auto")
 # (five-/ten-crop) cost 0.03-0.2 on every task measured, for this project's and the tutorial's
 # training crops alike (where a garment ends is the answer; a corner crop cuts it off).
 DEFAULT_TTA = "flip"
-# Which weights predict, submit and the demo use unless told otherwise: the last epoch's. On the same
-# held-out data the last epoch scored at least the best-val-epoch's test mAP in 8 of 9 runs (+0.014
-# on average): the best epoch is picked on a val split of a few images per class, and the cosine
-# schedule ends at LR 0. `evaluate --run` keeps scoring the best epoch's (what training reported).
-DEFAULT_WHICH = "last"
 DECISION_FILE = "tta.json"
 SUBSETS = {"none": [0], "flip": [0, 5], "five-crop": [0, 1, 2, 3, 4], "ten-crop": list(range(10))}
 

@@ -1,7 +1,7 @@
 """Drawing the demo figure with OpenCV, in body units: colours, the pen, the body, generic clothes.
 
 Body units: u across (0 = body centre), v down (0 = head top, 1 = soles); a `Pen` maps them onto an
-image. fashionai.data.scenes composes these pieces into one scene per class of each task.
+image. fashionai.demodata.scenes composes these pieces into one scene per class of each task.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What the network's output means: one task's classes (`SingleHead`) or several tasks' heads as
-slices of one output layer (`HeadLayout`, `fashionai train --tasks`). Both have the same methods,
+"""What the network's output means: one task's classes (`SingleTask`) or several tasks' heads as
+slices of one output layer (`TaskLayout`, `fashionai train --tasks`). Both have the same methods,
 so the training loop and `fit` never ask which one they have.
 
 Multi-task: the heads are slices of one `Dense(sum K_t)`: the rows of task t's classes form exactly
@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashionai.core.io import atomic_save, building, write_json
 from fashionai.core.tasks import num_classes
 from fashionai.data.loaders import ItemsDataset, image_folder, split_dir
 from fashionai.data.manifest import label_strings
-from fashionai.model import head_attr, make_net
 from fashionai.training.config import TrainConfig, multitask_tasks
 from fashionai.training.loop import predict_loader, soft_targets, val_metrics, validate
-from fashionai.training.rundir import SPLIT_INFO, best_row, check_free, save_config, write_metrics
+from fashionai.training.rundir import split_run
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -41,7 +39,7 @@ MASKED = -1e4  # logit added outside an image's task: exp(-1e4) is 0 in float32
 
 
 @dataclass(frozen=True)
-class SingleHead:
+class SingleTask:
     """One task: the whole output is its K classes."""
 
     task: str
@@ -74,13 +72,13 @@ class SingleHead:
 
 
 @dataclass(frozen=True)
-class HeadLayout:
+class TaskLayout:
     """Where each task's classes sit in the shared output: task t owns [offsets[t], offsets[t] + K_t)."""
 
     tasks: tuple[str, ...]
 
     @classmethod
-    def of(cls, spec: str) -> HeadLayout:
+    def of(cls, spec: str) -> TaskLayout:
         """`length`, `design`, `all` or a comma list of task names (at least two)."""
         return cls(multitask_tasks(spec))
 
@@ -158,15 +156,15 @@ class HeadLayout:
 
     def finish(self, run_dir: Path, config: TrainConfig, rows: Sequence[dict]) -> None:
         """Split the run into one single-task run per task (`split_run`)."""
-        split_run(run_dir, config, rows)
+        split_run(run_dir, config, rows, self)
 
 
-def head_for(config: TrainConfig) -> SingleHead | HeadLayout:
+def layout_for(config: TrainConfig) -> SingleTask | TaskLayout:
     """The head of a checked config: a multi-task layout for `--tasks`, else its task's."""
-    return HeadLayout.of(config.tasks) if config.tasks else SingleHead(config.task)
+    return TaskLayout.of(config.tasks) if config.tasks else SingleTask(config.task)
 
 
-def task_metrics(layout: HeadLayout, logits: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> dict:
+def task_metrics(layout: TaskLayout, logits: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> dict:
     """Per-task val figures (`<metric>/<task>`) and their means over the tasks (the plain names,
     which pick the best epoch like a single-task run's)."""
     task = layout.task_of(y)
@@ -181,48 +179,3 @@ def task_metrics(layout: HeadLayout, logits: np.ndarray, y: np.ndarray, labels: 
             per.setdefault(key, []).append(value)
     out.update({key: float(np.nanmean(values)) for key, values in per.items()})
     return out
-
-# --- split into single-task runs ----------------------------------------------------------------
-
-
-def slice_head(params: dict, head: str, start: int, k: int) -> dict:
-    """Params of a save_parameters file with the head's Dense cut to rows [start, start + k)."""
-    out = {}
-    for key, value in params.items():
-        if key.startswith(head + ".") and (key.endswith("weight") or key.endswith("bias")):
-            value = value[start:start + k]
-        out[key] = value
-    return out
-
-
-def split_run(run_dir: Path, config: TrainConfig, rows: Sequence[dict]) -> dict[str, Path]:
-    """Write one single-task run per task next to the multi-task run; returns {task: run dir}.
-
-    Each per-task folder is built aside and swapped in whole; all of them are checked first, so a
-    folder another run took meanwhile stops the split before anything is replaced."""
-    import mxnet as mx
-
-    layout = HeadLayout.of(config.tasks)
-    targets = {task: Path(config.out) / task / config.name for task in layout.tasks}
-    for target in targets.values():
-        check_free(target, owner=run_dir)
-    head = head_attr(make_net(config.model, layout.total))
-    weights = {name: mx.nd.load(str(run_dir / f"{name}.params")) for name in ("best", "last")
-               if (run_dir / f"{name}.params").is_file()}
-    for (task, out), start, k in zip(targets.items(), layout.offsets, layout.sizes):
-        with building(out) as tmp:
-            save_config(config.replace(task=task, tasks="", num_classes=k, resume=""), tmp)
-            for name, params in weights.items():
-                sliced = slice_head(params, head, start, k)
-                atomic_save(tmp / f"{name}.params", lambda f, p=sliced: mx.nd.save(f, p))
-            write_metrics([{**r, **{m: r[f"{m}/{task}"] for m in ("val_loss", "val_acc", "val_map",
-                                                                   "val_basic_precision") if f"{m}/{task}" in r}}
-                           for r in rows], tmp)
-            scored = [r for r in rows if f"val_map/{task}" in r]
-            best = best_row(scored) if scored else None  # the epoch best.params holds
-            info = {"multitask_run": str(run_dir.resolve()), "tasks": list(layout.tasks),
-                    "head_rows": [start, start + k], "best_epoch": best["epoch"] if best else None,
-                    "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}
-            write_json(tmp / SPLIT_INFO, info)
-    log.info("multi-task run split into %s", ", ".join(str(p) for p in targets.values()))
-    return targets

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fashionai.data.drawing import (ANKLE_Y, HIP_Y, NECK_BOTTOM, NECK_TOP, WAIST_Y, Pen, Pose, Style, both_sides,
+from fashionai.demodata.drawing import (ANKLE_Y, HIP_Y, NECK_BOTTOM, NECK_TOP, WAIST_Y, Pen, Pose, Style, both_sides,
                                     draw_body, draw_neck_opening, draw_skirt, draw_sleeves, draw_top, draw_trousers,
                                     outline, random_colour, shade)
 

@@ -1,5 +1,5 @@
 """A run's prediction as the user asked for it: `auto` precision and `auto` TTA resolved per run
-(fashionai.pipeline.precision, fashionai.pipeline.views), then fashionai.inference.predict."""
+(fashionai.pipeline.precision, fashionai.pipeline.tta_choice), then fashionai.inference.predict."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fashionai.core.runinfo import DEFAULT_WHICH
 from fashionai.data.tta import num_views
 from fashionai.inference.predict import predict_run
 from fashionai.pipeline.precision import resolve_precision
-from fashionai.pipeline.views import DEFAULT_TTA, DEFAULT_WHICH, resolve_tta
+from fashionai.pipeline.tta_choice import DEFAULT_TTA, resolve_tta
 
 
 def predict_resolved(run_dir: str | Path, image_paths: Sequence, *, precision: str = "fp32", tta: str = DEFAULT_TTA,
