@@ -10,7 +10,7 @@ from fashionai import __version__
 from fashionai.cli import COMMANDS, build_parser, main
 
 SUBCOMMANDS = ("demo-data", "prepare", "pack", "train", "evaluate", "predict", "submit", "check-submission",
-               "export", "launch", "demo")
+               "export", "launch", "demo", "doctor")
 
 
 def test_every_subcommand_is_registered_and_answers_help(capsys):

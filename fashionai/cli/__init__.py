@@ -3,7 +3,7 @@
 Each subcommand has an `add_<name>` (its flags, a view of the stage's config) and a `_cmd_<name>`
 (calls the stage's library functions), grouped by what they work on: data_commands (demo-data,
 prepare, pack), train_command, run_commands (evaluate, predict, submit, check-submission, export),
-job_commands (launch, demo). No stage module imports MXNet at import time, so `main` can make the
+job_commands (launch, demo), doctor_command (doctor). No stage module imports MXNet at import time, so `main` can make the
 runtime settings (threads, spin policy, AMX: fashionai.core.runtime) before anything imports it.
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from fashionai import __version__
 from fashionai.cli.common import HelpFormatter, predict_kw
 from fashionai.cli.data_commands import add_demo_data, add_pack, add_prepare
+from fashionai.cli.doctor_command import add_doctor
 from fashionai.cli.job_commands import add_demo, add_launch
 from fashionai.cli.run_commands import add_check_submission, add_evaluate, add_export, add_predict, add_submit
 from fashionai.cli.train_command import add_train, train_config
@@ -27,7 +28,7 @@ log = logging.getLogger("fashionai")
 
 COMMANDS = (
     add_demo_data, add_prepare, add_pack, add_train, add_evaluate, add_predict, add_submit,
-    add_check_submission, add_export, add_launch, add_demo,
+    add_check_submission, add_export, add_launch, add_demo, add_doctor,
 )
 
 
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     log_runtime(settings)
+    args.runtime_settings = settings
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

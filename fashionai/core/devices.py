@@ -4,13 +4,18 @@ Specs: `auto` (every visible GPU, else the CPU), `cpu`, `cpu:N` (N CPU contexts:
 multi-device code is exercised on machines without a GPU), `gpu` (all GPUs), `gpu:0,1`.
 `num_gpus` (the tutorial / GluonCV flag) overrides the spec: 0 = CPU, N = gpu:0..N-1.
 With no usable GPU (none visible, or a CPU-only MXNet wheel) a GPU request falls back to the CPU
-with one warning; asking for a GPU index that does not exist while others do is an error.
+with one warning; asking for a GPU index that does not exist while others do is an error, and so
+is a GPU the installed MXNet build has no kernels for (`fashionai.core.gpu`: Hopper and newer with
+the 1.9.1 wheels), said in one line before the first GPU operator would crash.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
+
+from fashionai.core.gpu import installed_build, query_gpus, unusable_reason
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -57,7 +62,28 @@ def _gpus(ids: list[int], spec: str, available: int) -> list[mx.Context]:
     if missing:
         raise ValueError(f"device spec {spec!r}: GPU(s) {missing} do not exist; {available} visible "
                          f"(indices 0..{available - 1})")
+    check_runnable(ids)
     return [mx.gpu(i) for i in ids]
+
+
+def driver_index(i: int, visible: str | None) -> int:
+    """The driver's (nvidia-smi's) index of MXNet's `gpu(i)` under CUDA_VISIBLE_DEVICES `visible`."""
+    order = [p.strip() for p in (visible or "").split(",") if p.strip()]
+    return int(order[i]) if i < len(order) and all(p.isdigit() for p in order) else i
+
+
+def check_runnable(ids: list[int], gpus=None, build: str | None = None) -> None:
+    """ValueError naming the first of MXNet's GPUs `ids` that the installed build has no kernels
+    for; silent where the driver reports nothing to check against (no nvidia-smi)."""
+    gpus = {g.index: g for g in (query_gpus() if gpus is None else gpus)}
+    build = build or installed_build()
+    if not gpus or build is None:
+        return
+    for i in ids:
+        gpu = gpus.get(driver_index(i, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        reason = unusable_reason(gpu, build) if gpu is not None else None
+        if reason:
+            raise ValueError(f"gpu({i}) cannot run here: {reason} (`fashionai doctor` shows the details)")
 
 
 def resolve_devices(spec: str = "auto", num_gpus: int | None = None) -> list[mx.Context]:
@@ -71,7 +97,7 @@ def resolve_devices(spec: str = "auto", num_gpus: int | None = None) -> list[mx.
             raise ValueError(f"--num-gpus must be >= 0, got {num_gpus}")
         ctx = [mx.cpu(0)] if num_gpus == 0 else _gpus(list(range(num_gpus)), f"num_gpus={num_gpus}", available)
     elif spec == "auto":
-        ctx = [mx.gpu(i) for i in range(available)] or [mx.cpu(0)]
+        ctx = _gpus(list(range(available)), spec, available) if available else [mx.cpu(0)]
         if not available:
             log.info("no GPU visible to MXNet: running on the CPU")
     elif spec == "cpu":
