@@ -112,3 +112,43 @@ def test_doctor_on_a_cpu_machine_exits_0(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "mxnet 1.9.1 (CPU build)" in out and "MKLDNN on" in out and "no GPU listed" in out
     assert code == 0 and "problems found: 0" in out
+
+
+def _fake_venv(venv: Path, build: str, import_error: str) -> None:
+    """A venv the bootstrap takes as built from today's pins with `build`, whose `import mxnet` fails
+    as a CUDA build fails without its libraries."""
+    import hashlib
+
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\necho '{import_error}' >&2\nexit 1\n")
+    python.chmod(0o755)
+    pins = hashlib.sha256((ROOT / "constraints.txt").read_bytes() + (ROOT / "setup.py").read_bytes()).hexdigest()
+    (venv / ".fashionai-installed").write_text(f"{pins} {build}\n")
+    (venv / ".fashionai-mxnet-build").write_text(f"{build}\n")
+
+
+def test_the_bootstrap_names_a_missing_cuda_library_and_keeps_the_venv(tmp_path):
+    venv = tmp_path / "venv"
+    _fake_venv(venv, "cu112", "OSError: libcudnn.so.8: cannot open shared object file: No such file or directory")
+    env = {**os.environ, "VENV": str(venv), "PATH": "/usr/bin:/bin"}
+    env.pop("MXNET_BUILD", None)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "bootstrap.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode == 1
+    assert "mxnet-cu112 is installed" in done.stderr and "libcudnn.so.8" in done.stderr
+    assert "MXNET_BUILD=cpu" in done.stderr and "building" not in done.stderr
+    assert (venv / "bin" / "python").is_file()  # kept: a missing library is not a broken venv
+
+
+def test_setup_never_requires_a_particular_mxnet_build():
+    """A reinstall (`pip install -e .`) must not put the CPU build back over a CUDA one: MXNet is
+    only in the per-build extras, each pinned in constraints.txt."""
+    import ast
+
+    call = next(n for n in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("install_requires", "extras_require")}
+    assert not [r for r in kw["install_requires"] if r.startswith("mxnet")]
+    pins = (ROOT / "constraints.txt").read_text().split()
+    for build, spec in gpu.BUILDS.items():
+        assert kw["extras_require"][build] == [f"{spec['package']}==1.9.1"] and f"{spec['package']}==1.9.1" in pins
