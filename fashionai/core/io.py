@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fashionai.core.lock import hold
+
 
 def _temp_name(path: Path) -> Path:
     """A fresh hidden name beside `path` (pid + random: concurrent writers never share one)."""
@@ -187,6 +189,20 @@ def check_replaceable(
             raise FileExistsError(f"{given} already holds {what}{_made_when(out, marker)}; "
                                   "pass --overwrite to replace it, or choose another folder")
     return out
+
+
+@contextmanager
+def claiming(
+    out: str | Path, marker: str, overwrite: bool, what: str, *,
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+) -> Iterator[Path]:
+    """Hold `out` for the block (`fashionai.core.lock.hold`: a second command for the same folder
+    fails at once, naming this one) and check it is this command's to fill (`check_replaceable`,
+    once before taking the lock, to refuse a path that cannot be a folder, and again under it, so
+    the check and the taking are one step); yields the absolute target for `building`."""
+    check_replaceable(out, marker, overwrite, what, inputs=inputs)
+    with hold(out, what):
+        yield check_replaceable(out, marker, overwrite, what, inputs=inputs)
 
 
 def replace_folder(tmp: Path, out: Path) -> None:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from fashionai.core.annotations import AnnotationError, CsvLine, image_path_problem, parse_label_line, read_csv_lines
 from fashionai.core.cpu import usable_cores
-from fashionai.core.io import atomic_write, building, check_replaceable, write_json, write_marker
+from fashionai.core.io import atomic_write, building, claiming, write_json, write_marker
 from fashionai.core.tasks import TASK_NAMES, TASKS, check_task, expand_tasks, num_classes
 from fashionai.data.imagecheck import check_image, strict_pillow
 from fashionai.data.manifest import MANIFEST, manifest_text
@@ -358,20 +358,20 @@ def prepare(
         selected = expand_tasks(tasks) if isinstance(tasks, str) else tuple(check_task(t) for t in tasks)
     if not selected:
         raise ValueError("no tasks selected")
-    target = check_replaceable(out, MARKER, overwrite, "a prepared folder", inputs=[("the data root", data_root)])
-    rows = _read_rows(data_root, _input_csvs(data_root, warmup), frozenset(selected))
-    _mark_duplicates(rows)
-    _check_images(rows, data_root, workers)
-    _check_usable(rows, data_root)
-    _assign_splits(rows, seed, val_fraction, folds, fold)
-    summary = _summarise(rows, selected)
-    if strict and summary["skipped"]:
-        raise ValueError(f"strict: {summary['skipped']} bad rows, nothing written; first:\n  "
-                         + "\n  ".join(summary["first_skipped"]))
-    _name_files(rows)
-    summary = {"data_root": str(data_root), "out": str(out), "seed": seed, "val_fraction": val_fraction,
-               "folds": folds, "fold": fold, "warmup": warmup, **summary}
-    _build(rows, summary, data_root, target)
+    with claiming(out, MARKER, overwrite, "a prepared folder", inputs=[("the data root", data_root)]) as target:
+        rows = _read_rows(data_root, _input_csvs(data_root, warmup), frozenset(selected))
+        _mark_duplicates(rows)
+        _check_images(rows, data_root, workers)
+        _check_usable(rows, data_root)
+        _assign_splits(rows, seed, val_fraction, folds, fold)
+        summary = _summarise(rows, selected)
+        if strict and summary["skipped"]:
+            raise ValueError(f"strict: {summary['skipped']} bad rows, nothing written; first:\n  "
+                             + "\n  ".join(summary["first_skipped"]))
+        _name_files(rows)
+        summary = {"data_root": str(data_root), "out": str(out), "seed": seed, "val_fraction": val_fraction,
+                   "folds": folds, "fold": fold, "warmup": warmup, **summary}
+        _build(rows, summary, data_root, target)
     log.info("%d of %d rows prepared into %s; %d bad rows skipped", summary["ok"], summary["rows"], out,
              summary["skipped"])
     return summary

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashionai.core.io import atomic_write, building, check_replaceable, write_marker
+from fashionai.core.io import atomic_write, building, claiming, write_marker
 from fashionai.core.tasks import TASK_NAMES, check_task, label_string, num_classes
 from fashionai.demodata.scenes import encode_jpeg, render
 
@@ -182,16 +182,16 @@ def make_demo_data(
     tasks = [check_task(t) for t in (tasks.split(",") if isinstance(tasks, str) else tasks)]
     counts = {"train": train_per_class, "warmup": warmup_per_class, "test": test_per_class}
     _check_args(counts, min_size, max_size, maybe_fraction, quality)
-    target = check_replaceable(out, MARKER, overwrite, "demo data")
-    params = {"seed": seed, "tasks": tasks, "per_class": counts, "min_size": min_size,
-              "max_size": max_size, "maybe_fraction": maybe_fraction, "quality": quality}
-    rows = _all_rows(tasks, counts, maybe_fraction, seed)
-    with building(target) as tmp:
-        _write_images(rows, tmp, min_size, max_size, quality)
-        _write_csvs(rows, tmp)
-        summary = _summary(rows, tasks, params)
-        _write_text(tmp / SUMMARY, [json.dumps(summary, indent=2)])
-        write_marker(tmp, MARKER, "demo-data")
+    with claiming(out, MARKER, overwrite, "demo data") as target:
+        params = {"seed": seed, "tasks": tasks, "per_class": counts, "min_size": min_size,
+                  "max_size": max_size, "maybe_fraction": maybe_fraction, "quality": quality}
+        rows = _all_rows(tasks, counts, maybe_fraction, seed)
+        with building(target) as tmp:
+            _write_images(rows, tmp, min_size, max_size, quality)
+            _write_csvs(rows, tmp)
+            summary = _summary(rows, tasks, params)
+            _write_text(tmp / SUMMARY, [json.dumps(summary, indent=2)])
+            write_marker(tmp, MARKER, "demo-data")
     log.info("%s", summary_line(summary, out))
     return {**summary, "out": str(out)}
 
