@@ -3,8 +3,9 @@
 Each subcommand has an `add_<name>` (its flags, a view of the stage's config) and a `_cmd_<name>`
 (calls the stage's library functions), grouped by what they work on: data_commands (demo-data,
 prepare, pack), train_command, run_commands (evaluate, predict, submit, check-submission, export),
-job_commands (launch, demo), doctor_command (doctor). No stage module imports MXNet at import time, so `main` can make the
-runtime settings (threads, spin policy, AMX: fashionai.core.runtime) before anything imports it.
+job_commands (launch, demo), doctor_command (doctor). No stage module imports MXNet at import
+time, so `main` can make the runtime settings (threads, spin policy, AMX: fashionai.core.runtime)
+before anything imports it. Every failure ends as one line and an exit status (fashionai.core.errors).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fashionai.cli.doctor_command import add_doctor
 from fashionai.cli.job_commands import add_demo, add_launch
 from fashionai.cli.run_commands import add_check_submission, add_evaluate, add_export, add_predict, add_submit
 from fashionai.cli.train_command import add_train, train_config
+from fashionai.core.errors import install_sigterm, one_line
 from fashionai.core.runtime import configure_runtime, log_runtime
 
 __all__ = ["build_parser", "main", "predict_kw", "setup_logging", "train_config"]
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fashionai {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="debug logging, and the traceback of a failure")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         handler = add(sub)
@@ -59,11 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     settings = configure_runtime()
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose or args.debug)
     log_runtime(settings)
     args.runtime_settings = settings
+    install_sigterm()
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        log.error("%s", err)
-        return 2
+    except Exception as err:  # noqa: BLE001 - every failure ends as one line (the traceback with --debug)
+        return _fail(err, args.debug)
+    except KeyboardInterrupt as err:  # Ctrl-C, and SIGTERM (errors.Terminated)
+        return _fail(err, args.debug)
+
+
+def _fail(err: BaseException, debug: bool) -> int:
+    """Log the exception as one line (and its traceback with --debug); return the exit status."""
+    message, status = one_line(err)
+    if debug:
+        log.error("traceback:", exc_info=err)
+    log.error("%s", message)
+    return status

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 
 from fashionai.cli.common import Handler
-from fashionai.training.config import CHOICES, PRESETS, TrainConfig, read_config_file
+from fashionai.training.config import CHOICES, PRESETS, TrainConfig, read_config_file, run_folder
 from fashionai.training.fit import fit
 from fashionai.training.rundir import best_row, read_metrics
 
@@ -134,7 +135,12 @@ def train_config(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = train_config(args)
-    run_dir = fit(config)
+    try:
+        run_dir = fit(config)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: every finished epoch is committed (checkpoint.json)
+        err.args = (f"the run keeps its last finished epoch; continue it with: fashionai train --resume "
+                    f"{shlex.quote(str(config.resume or run_folder(config)))}",)
+        raise
     rows = read_metrics(run_dir)
     if config.tasks and rows:
         best = best_row(rows)

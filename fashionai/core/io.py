@@ -11,6 +11,7 @@ that made it.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fashionai.core.errors import MXNET_SHORT_WRITE
 from fashionai.core.lock import hold
 
 
@@ -55,10 +57,18 @@ def atomic_save(path: str | Path, save: Callable[[str], None]) -> Path:
     try:
         save(str(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if MXNET_SHORT_WRITE in str(err):  # MXNet names neither the file nor the cause
+            raise short_write(path) from err
         raise
     return path
+
+
+def short_write(path: Path) -> OSError:
+    """The OSError a short write to `path` most likely was: a full disk where it is (almost) full."""
+    code = errno.ENOSPC if shutil.disk_usage(path.parent).free < (1 << 20) else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
 
 
 def sha1_of(path: str | Path) -> str:

@@ -49,13 +49,21 @@ def run_targets(config: TrainConfig) -> list[Path]:
     return targets
 
 
+def never_committed(names: set[str]) -> bool:
+    """Whether a run folder holding `names` is a start that never committed an epoch: its config,
+    but no checkpoint.json (a run split from a multi-task run has none either, but has its
+    multitask.json). Whatever else it holds (metrics.csv, curves.png, epoch files of an epoch cut
+    off while being committed) belongs to no epoch a resume could continue from."""
+    return "config.json" in names and CHECKPOINT not in names and SPLIT_INFO not in names
+
+
 def check_free(path: Path, owner: Path | None = None) -> None:
     """FileExistsError unless `path` can take a new run: missing, empty, holding only what a run
     writes before its first epoch ends, or (with `owner`) a per-task run split from `owner`."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise FileExistsError(f"{path} exists and is not a run folder; pick another --name or --out")
     names = {p.name for p in path.iterdir()} if path.is_dir() else set()
-    if names <= STARTED_FILES:
+    if names <= STARTED_FILES or never_committed(names):
         if names:
             log.warning("%s holds an earlier start of a run that finished no epoch: this run takes it over",
                         path)

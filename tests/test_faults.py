@@ -1,0 +1,107 @@
+"""Faults end as one line with the path and the fix, never a traceback: real signals to a training
+process, a read-only output folder and a full disk (small tmpfs mounts, where root may mount them).
+No test waits on a clock: a signal is sent once the process has logged a finished epoch, and a
+run of many more epochs than that is still going when it lands."""
+
+import contextlib
+import errno
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fashionai.core.errors import one_line
+from fashionai.training.rundir import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = "skirt_length_labels"
+
+
+def _train_argv(prepared, out, name, epochs=40):
+    return [sys.executable, "-m", "fashionai", "train", "--task", TASK, "--preset", "demo", "--prepared", str(prepared),
+            "--out", str(out), "--name", name, "--epochs", str(epochs), "--data-shape", "32", "--batch-size", "16",
+            "--model", "cifar_resnet20_v1", "--devices", "cpu", "-j", "0"]
+
+
+def _signal_after_first_epoch(argv, signum) -> tuple[int, str]:
+    """Run `argv`, send `signum` once it has logged a finished epoch; (exit status, stderr)."""
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "[Epoch 0] train:" in line:
+            proc.send_signal(signum)
+            break
+    rest = proc.stderr.read()
+    return proc.wait(timeout=120), "".join(lines) + rest
+
+
+@pytest.mark.parametrize("signum, status, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_mid_run_ends_in_one_line_with_the_resume_command(prepared_data, tmp_path, signum, status, name):
+    code, err = _signal_after_first_epoch(_train_argv(prepared_data, tmp_path, "sig", epochs=6), signum)
+    run = tmp_path / TASK / "sig"
+    assert code == status, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    resume = f"fashionai train --resume {shlex.quote(str(run))}"
+    assert f"stopped by {name}; the run keeps its last finished epoch; continue it with: {resume}" in last
+    # the command it gives works, whether or not an epoch was committed before the signal (epochs
+    # under a second are committed at most every 10 s): the run ends with all 6 epochs
+    done = subprocess.run([sys.executable, "-m", "fashionai", *shlex.split(resume)[1:]],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 6  # the next epoch to run
+    assert [r["epoch"] for r in read_metrics(run)] == list(range(6))
+
+
+@contextlib.contextmanager
+def _mounted(path: Path, options: str):
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="mounting a tmpfs needs root")
+
+
+@needs_root
+def test_a_read_only_output_folder_fails_before_any_work(demo_data, tmp_path):
+    with _mounted(tmp_path / "ro", "ro,size=1m") as ro:
+        done = subprocess.run([sys.executable, "-m", "fashionai", "prepare", "--data", str(demo_data), "--out",
+                               str(ro / "prepared")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"{ro}/.prepared.lock: Read-only file system; the file system is read-only" in last
+    assert "checked" not in done.stderr  # refused before the images were read
+
+
+@needs_root
+def test_a_full_disk_names_the_file_and_says_no_space(prepared_data, tmp_path):
+    with _mounted(tmp_path / "small", "size=600k") as small:
+        done = subprocess.run(_train_argv(prepared_data, small, "full", epochs=2), capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert str(small / TASK / "full") in last and "No space left on device; no space left on that disk" in last
+
+
+def test_os_errors_and_mxnet_short_writes_are_worded_with_path_and_fix():
+    assert one_line(OSError(errno.ENAMETOOLONG, "File name too long", "runs/x" * 50))[0].endswith(
+        "File name too long; the name is too long for the file system: use a shorter --name or --out")
+    assert one_line(PermissionError(errno.EACCES, "Permission denied", "/data/out")) == (
+        "/data/out: Permission denied; permission denied: choose a folder you may write to, or change its "
+        "permissions", 1)
+    message, status = one_line(RuntimeError("[12:00] src/io/local_filesys.cc:38: Check failed: "
+                                            "FileStream.Write incomplete"))
+    assert status == 1 and "most often a full disk" in message
+    assert one_line(KeyboardInterrupt()) == ("stopped by Ctrl-C", 130)
