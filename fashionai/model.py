@@ -182,10 +182,17 @@ def build_net(
 def load_run(run_dir: str | Path, ctx=None, which: str = "best") -> tuple[mx.gluon.HybridBlock, RunInfo]:
     """(net, run) of a trained run: rebuilt from its validated `config.json`, `<which>.params` loaded
     on `ctx` (any contexts, whatever the run was trained on), hybridized."""
+    import mxnet as mx
+
     run = RunInfo.read(run_dir)
-    params = run.weights(which)
+    params = run.verified_weights(which)
     net = make_net(run.model, run.num_classes)
-    net.load_parameters(str(params), ctx=context_list(ctx))
+    try:
+        net.load_parameters(str(params), ctx=context_list(ctx))
+    except (mx.base.MXNetError, AssertionError) as err:  # truncated, or another net's parameters
+        last = next((line for line in reversed(str(err).splitlines()) if line.strip()), type(err).__name__)
+        raise ValueError(f"{params} cannot be loaded into {run.model} ({last.strip()[:200]}): the file is damaged "
+                         "or belongs to another net; restore it from a copy of the run, or train again") from None
     net.hybridize(static_alloc=True, static_shape=True)
     log.info("loaded %s (%s, %d classes) from %s", run.model, run.task, run.num_classes, params)
     return net, run

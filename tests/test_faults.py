@@ -105,3 +105,59 @@ def test_os_errors_and_mxnet_short_writes_are_worded_with_path_and_fix():
                                             "FileStream.Write incomplete"))
     assert status == 1 and "most often a full disk" in message
     assert one_line(KeyboardInterrupt()) == ("stopped by Ctrl-C", 130)
+
+
+@pytest.fixture
+def damaged_run(trained_run, tmp_path):
+    """A copy of the fixture run, to damage."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+def _flip_bytes(path: Path) -> None:
+    """Change bytes in the middle of `path`, keeping its size (a bad copy, bit rot)."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def _image(run: Path) -> Path:
+    config = json.loads((run / "config.json").read_text())
+    return sorted((Path(config["prepared"]) / config["task"]).glob("*/*/*.jpg"))[0]
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_changed_weights_are_refused_by_every_command_that_loads_them(damaged_run, tmp_path, which, caplog):
+    from fashionai.cli import main
+
+    _flip_bytes(damaged_run / f"{which}.params")
+    commands = [["predict", "--run", str(damaged_run), "--images", str(_image(damaged_run)), "--precision", "fp32",
+                 "--which", which],
+                ["export", "--run", str(damaged_run), "--out", str(tmp_path / "export"), "--which", which]]
+    if which == "best":  # evaluate scores the best epoch's weights, as training reported them
+        commands.append(["evaluate", "--run", str(damaged_run), "--tta", "none", "--precision", "fp32"])
+    for argv in commands:
+        caplog.clear()
+        assert main(argv) == 2, argv
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"{damaged_run / f'{which}.params'} is not the file {damaged_run / 'checkpoint.json'} "
+                          "recorded (its SHA-1 differs: changed or corrupt since training); restore it from a "
+                          "copy of the run, or train again"], argv
+    assert not (tmp_path / "export").exists()
+
+
+def test_truncated_weights_without_a_record_are_one_line(damaged_run, caplog):
+    from fashionai.cli import main
+
+    params = damaged_run / "best.params"
+    params.write_bytes(params.read_bytes()[: params.stat().st_size // 3])
+    (damaged_run / "checkpoint.json").unlink()  # an old run, or a copied folder without its record
+    assert main(["predict", "--run", str(damaged_run), "--images", str(_image(damaged_run)), "--which", "best",
+                 "--precision", "fp32"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(f"{params} cannot be loaded into cifar_resnet20_v1 (")
+    assert "the file is damaged or belongs to another net" in errors[0]

@@ -9,11 +9,15 @@ Every value that later becomes part of a file name, a network or an image size i
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fashionai.core.io import sha1_of
 from fashionai.core.tasks import check_task, num_classes
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # GluonCV model-zoo names
@@ -111,3 +115,42 @@ class RunInfo:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file; the run has no {which} checkpoint yet")
         return path
+
+    def verified_weights(self, which: str = "best") -> Path:
+        """`weights(which)`, checked against the SHA-1 the run recorded for it (`recorded_sha1`):
+        changed or corrupt weights are refused before they predict anything."""
+        path = self.weights(which)
+        record = recorded_sha1(self.run_dir, which)
+        if record is None:
+            log.warning("%s: the run keeps no SHA-1 of it (no checkpoint.json): loaded unchecked", path)
+            return path
+        want, source = record
+        if sha1_of(path) != want:
+            raise ValueError(f"{path} is not the file {source} recorded (its SHA-1 differs: changed or corrupt "
+                             "since training); restore it from a copy of the run, or train again")
+        return path
+
+
+# checkpoint.json's name for each weights file (fashionai.training.checkpoint.ALIASES)
+CHECKPOINT_KINDS = {"best": "best", "last": "params"}
+
+
+def recorded_sha1(run_dir: Path, which: str) -> tuple[str, Path] | None:
+    """(the SHA-1 the run recorded for `<which>.params`, the file that records it): checkpoint.json
+    of a trained run, multitask.json of a run split from a multi-task run; None when neither has it.
+    ValueError naming the record when it cannot be read."""
+    for name in ("checkpoint.json", "multitask.json"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text())
+            sha1 = record["sha1"]
+            file = record["files"][CHECKPOINT_KINDS[which]] if name == "checkpoint.json" else f"{which}.params"
+        except (ValueError, KeyError, TypeError) as err:
+            if name == "multitask.json":  # split before splits recorded their weights' SHA-1
+                return None
+            raise ValueError(f"{path} is not a checkpoint record this project wrote ({err!r}); the run's "
+                             "weights cannot be checked") from None
+        return (sha1[file], path) if isinstance(sha1, dict) and file in sha1 else None
+    return None

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fashionai.core.io import atomic_save, atomic_write, building, csv_text, write_json
+from fashionai.core.io import atomic_save, atomic_write, building, csv_text, sha1_of, write_json
 from fashionai.core.plots import save_curves
 from fashionai.model import head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit
@@ -218,6 +218,7 @@ def split_run(run_dir: Path, config: TrainConfig, rows: Sequence[dict], layout) 
             best = best_row(scored) if scored else None  # the epoch best.params holds
             info = {"multitask_run": str(run_dir.resolve()), "tasks": list(layout.tasks),
                     "head_rows": [start, start + k], "best_epoch": best["epoch"] if best else None,
+                    "sha1": {f"{name}.params": sha1_of(tmp / f"{name}.params") for name in weights},
                     "val_map_at_best_epoch": best[f"val_map/{task}"] if best else None}
             write_json(tmp / SPLIT_INFO, info)
     log.info("multi-task run split into %s", ", ".join(str(p) for p in targets.values()))
