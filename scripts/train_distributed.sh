@@ -4,6 +4,9 @@
 #   scripts/train_distributed.sh WORKERS TASK [train flags]           # every process on this host
 #   HOSTS=hosts.txt scripts/train_distributed.sh WORKERS TASK [...]   # ssh to the hosts listed
 #
+# The job is supervised: if any process dies, the rest are stopped and the script exits non-zero;
+# the same line with --resume RUN_DIR continues the run.
+#
 # Each worker trains on its 1/WORKERS shard of the images with --batch-size per device; the gradients
 # are summed over all workers every step (dist_sync), so the global batch is batch x devices x WORKERS.
 # The learning rate is not changed for you: with the epochs unchanged, scale it linearly
@@ -22,11 +25,9 @@ PY=${PY:-.venv/bin/python}
 SERVERS=${SERVERS:-1}
 launcher=(--launcher local)
 if [ -n "${HOSTS:-}" ]; then
-  launcher=(--launcher ssh -H "$HOSTS" --env OMP_NUM_THREADS --env MXNET_HOME)
+  launcher=(--launcher ssh -H "$HOSTS")
+  [ -n "${MXNET_HOME:-}" ] && launcher+=(--env MXNET_HOME)
 fi
-# on one host the processes share its cores: give each worker its part
-if [ -z "${HOSTS:-}" ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
-  export OMP_NUM_THREADS=$(( $(nproc) / workers > 0 ? $(nproc) / workers : 1 ))
-fi
+# threads: each process takes its share of its own host's cores (fashionai launch says how many share)
 exec "$PY" -m fashionai launch -n "$workers" -s "$SERVERS" "${launcher[@]}" -- \
   "$PY" -m fashionai train --task "$task" --kvstore dist_sync "$@"

@@ -110,3 +110,13 @@ def test_bf16_outputs_with_amx_on_equal_those_with_it_off(tmp_path):
 def test_amx_on_reads_the_isa_cap_whoever_set_it():
     assert runtime.amx_on({"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}) and runtime.amx_on({"DNNL_MAX_CPU_ISA": "avx512_core_amx"})
     assert not runtime.amx_on({}) and not runtime.amx_on({"DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+
+
+def test_a_jobs_processes_share_the_cores_and_choose_again_in_each_process():
+    env = {"FASHIONAI_PROCESSES_PER_HOST": "2"}
+    chosen = runtime.configure_threads(env)
+    assert chosen.value == str(max(1, usable_cores() // 2)) and "shared by 2 processes" in chosen.reason
+    child = {**env, "FASHIONAI_PROCESSES_PER_HOST": "1"}  # a child inherits the parent's chosen count...
+    assert runtime.configure_threads(child).value == str(usable_cores())  # ...and chooses its own
+    mine = {**env, "OMP_NUM_THREADS": "7"}  # a count the user set is kept whatever the share
+    assert runtime.configure_threads(mine) == runtime.Setting("OMP_NUM_THREADS", "7", "set by you")

@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from fashionai.cli.common import Handler, subparser
-from fashionai.launcher import LAUNCHERS, launch
+from fashionai.launcher import GRACE_S, LAUNCHERS, JobFailed, launch
 from fashionai.pipeline.demo import format_demo, run_demo
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
 
+log = logging.getLogger(__name__)
+
+
 # --- launch -------------------------------------------------------------------------------------
 def add_launch(sub: argparse._SubParsersAction) -> Handler:
-    p = subparser(sub, "launch", "run a command as a distributed job with MXNet's launcher (ps-lite)")
+    p = subparser(sub, "launch", "run a command as a distributed job (ps-lite), supervised to its end")
     p.add_argument("-n", "--num-workers", type=int, required=True, help="worker processes")
     p.add_argument("-s", "--num-servers", type=int, help="parameter servers (default: as many as workers)")
     p.add_argument("--launcher", default="local", choices=LAUNCHERS,
-                   help="local: every process on this host; ssh/mpi: the hosts of -H")
-    p.add_argument("-H", "--hostfile", help="hosts for ssh/mpi, one per line")
-    p.add_argument("--sync-dst-dir", help="ssh: copy the working folder to this folder on every host")
+                   help="local: every process on this host; ssh: servers and workers dealt to the hosts of -H "
+                        "in turn, the scheduler here (mpi, sge, yarn: refused, with the reason)")
+    p.add_argument("-H", "--hostfile", help="ssh: one host a line, HOST[:SSH_PORT] [interface=IF] [address=IP]")
+    p.add_argument("--host-ip", help="ssh: this host's address as the others reach it (default: the source "
+                                     "address of the route to the first host)")
+    p.add_argument("--sync-dst-dir", help="ssh: copy this folder to this path on every host first (rsync)")
     p.add_argument("--env", action="append", default=[], metavar="NAME",
-                   help="ssh/mpi: pass this environment variable to every process (repeatable)")
+                   help="pass this environment variable to every process, on every host (repeatable)")
+    p.add_argument("--grace", type=float, default=GRACE_S, metavar="S",
+                   help="seconds processes get to end once the job is over or one of them failed, before SIGKILL")
     p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                   help="what every worker runs, e.g. -- fashionai train --kvstore dist_sync ...")
+                   help="what every process runs, e.g. -- fashionai train --kvstore dist_sync ...")
     return _cmd_launch
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
     job = args.job[1:] if args.job[:1] == ["--"] else args.job
-    launch(job, num_workers=args.num_workers, num_servers=args.num_servers, launcher=args.launcher,
-           hostfile=args.hostfile, sync_dst_dir=args.sync_dst_dir, env=args.env)
+    try:
+        launch(job, num_workers=args.num_workers, num_servers=args.num_servers, launcher=args.launcher,
+               hostfile=args.hostfile, host_ip=args.host_ip, sync_dst_dir=args.sync_dst_dir, env=args.env,
+               grace_s=args.grace)
+    except JobFailed as err:
+        log.error("%s", err)
+        return 1
     return 0
 
 

@@ -34,6 +34,8 @@ from fashionai.core.cpu import cpu_flags, usable_cores
 log = logging.getLogger(__name__)
 
 THREADS = "OMP_NUM_THREADS"
+THREADS_CHOSEN = "FASHIONAI_THREADS_CHOSEN"  # the count configure_threads chose (children choose again)
+PROCESSES_PER_HOST = "FASHIONAI_PROCESSES_PER_HOST"  # processes of one job on this host (fashionai launch)
 SPIN = "GOMP_SPINCOUNT"
 SPIN_VARIABLES = (SPIN, "OMP_WAIT_POLICY")  # either one set by the user: the spin policy is theirs
 DEFAULT_SPINCOUNT = "10000"  # chosen by measurement: bench/bench_contention.py, bench/RESULTS.md
@@ -56,12 +58,18 @@ class Setting:
 
 
 def configure_threads(env: MutableMapping[str, str] | None = None) -> Setting:
-    """OMP_NUM_THREADS = the usable core count, unless the user set it."""
+    """OMP_NUM_THREADS = the usable core count (shared out among the processes of a job on this
+    host: FASHIONAI_PROCESSES_PER_HOST, set by `fashionai launch`), unless the user set it. A count
+    this function chose in a parent process (marked in THREADS_CHOSEN) is chosen again here: the
+    parent's share is not this process's."""
     env = os.environ if env is None else env
-    if THREADS in env:
+    if THREADS in env and env.get(THREADS_CHOSEN) != env[THREADS]:
         return Setting(THREADS, env[THREADS], "set by you")
-    env[THREADS] = str(usable_cores())
-    return Setting(THREADS, env[THREADS], "the usable cores (MXNet's own default is half of them)")
+    share = env.get(PROCESSES_PER_HOST, "1")
+    share = int(share) if share.isdigit() and int(share) > 0 else 1
+    env[THREADS] = env[THREADS_CHOSEN] = str(max(1, usable_cores() // share))
+    why = "the usable cores (MXNet's own default is half of them)"
+    return Setting(THREADS, env[THREADS], why if share == 1 else f"{why}, shared by {share} processes of a job")
 
 
 def configure_spin(env: MutableMapping[str, str] | None = None) -> Setting:
