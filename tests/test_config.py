@@ -90,7 +90,8 @@ def test_cli_aliases_are_the_tutorials_flag_names():
 
 
 def test_cli_resume_takes_the_runs_own_settings(resumed):
-    """`--resume RUN --epochs N` continues with the run's config, changing only what is given."""
+    """`--resume RUN --epochs N --allow-changes` continues with the run's config, changing only what
+    is given (without --allow-changes a changed setting is refused: tests/test_faults.py)."""
     full, _, _ = resumed
-    config = _parse("--resume", str(full), "--epochs", "6")
+    config = _parse("--resume", str(full), "--epochs", "6", "--allow-changes")
     assert config == TrainConfig.load(full / "config.json").replace(epochs=6, resume=str(full))

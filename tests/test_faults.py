@@ -161,3 +161,34 @@ def test_truncated_weights_without_a_record_are_one_line(damaged_run, caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].startswith(f"{params} cannot be loaded into cifar_resnet20_v1 (")
     assert "the file is damaged or belongs to another net" in errors[0]
+
+
+def test_a_resume_that_changes_the_recipe_is_refused_unless_allowed_and_then_recorded(prepared_data, tmp_path,
+                                                                                       caplog):
+    from fashionai.cli import main
+
+    base = ["train", "--task", TASK, "--preset", "demo", "--prepared", str(prepared_data), "--out", str(tmp_path),
+            "--name", "r", "--data-shape", "32", "--batch-size", "16", "--model", "cifar_resnet20_v1",
+            "--devices", "cpu", "-j", "0"]
+    assert main([*base, "--epochs", "1"]) == 0
+    run = tmp_path / TASK / "r"
+    before = json.loads((run / "config.json").read_text())
+    changed = ["train", "--resume", str(run), "--lr", "0.5", "--batch-size", "4", "--seed", "9", "--epochs", "2"]
+    caplog.clear()
+    assert main(changed) == 2
+    error = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1]
+    assert error == (f"--resume {run}: these settings differ from the run's: epochs 1 -> 2, batch_size 16 -> 4, "
+                     "lr 0.1 -> 0.5, seed 0 -> 9; resume without them, or pass --allow-changes to continue with "
+                     "them (the run records from which epoch)")
+    assert json.loads((run / "config.json").read_text()) == before  # refused: nothing touched
+    caplog.clear()
+    assert main(["train", "--resume", str(run), "--task", "coat_length_labels"]) == 2
+    assert "task of a run cannot change (task 'skirt_length_labels' -> 'coat_length_labels')" in caplog.text
+    assert main([*changed, "--allow-changes", "--devices", "cpu"]) == 0
+    history = json.loads((run / "changes.json").read_text())
+    assert history == [{"from_epoch": 1, "changes": {"epochs": {"before": 1, "after": 2},
+                                                     "batch_size": {"before": 16, "after": 4},
+                                                     "lr": {"before": 0.1, "after": 0.5},
+                                                     "seed": {"before": 0, "after": 9}}}]
+    assert "resumed with changed settings from epoch 1" in caplog.text
+    assert [r["epoch"] for r in read_metrics(run)] == [0, 1]

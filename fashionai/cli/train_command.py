@@ -8,7 +8,7 @@ import dataclasses
 import shlex
 
 from fashionai.cli.common import Handler
-from fashionai.training.config import CHOICES, PRESETS, TrainConfig, read_config_file, run_folder
+from fashionai.training.config import CHOICES, PRESETS, TrainConfig, check_resume, read_config_file, run_folder
 from fashionai.training.fit import fit
 from fashionai.training.rundir import best_row, read_metrics
 
@@ -111,6 +111,9 @@ def add_train(sub: argparse._SubParsersAction) -> Handler:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", metavar="FILE", help="YAML or JSON file of options (e.g. a run's config.json)")
     p.add_argument("--preset", choices=("demo",), help="demo: the small from-scratch setting for generated data")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue with settings that differ from the run's (its changes.json "
+                        "records from which epoch); without it such a resume is refused, listing them")
     for field in dataclasses.fields(TrainConfig):
         if field.name != "num_classes":
             add_config_flag(p, field)
@@ -123,14 +126,19 @@ def train_config(args: argparse.Namespace):
     values = read_config_file(args.config) if args.config else {}
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     merged = {**values, **flags}
-    if flags.get("resume") and not args.config:  # a resume keeps the run's own settings unless told otherwise
-        merged = {**TrainConfig.of_run(flags["resume"]).to_dict(), **flags}
+    saved = TrainConfig.of_run(flags["resume"]) if flags.get("resume") else None
+    if saved is not None and not args.config:  # a resume keeps the run's own settings unless told otherwise
+        merged = {**saved.to_dict(), **flags}
     if not merged.get("task") and not merged.get("tasks"):
         raise ValueError("--task (or --tasks for a multi-task net) is required, or a config file with task:")
     if args.preset:
-        return PRESETS[args.preset](merged.pop("task", ""), merged.pop("prepared", "data/prepared"),
-                                    merged.pop("out", "runs"), **merged)
-    return TrainConfig.from_dict(merged)
+        config = PRESETS[args.preset](merged.pop("task", ""), merged.pop("prepared", "data/prepared"),
+                                      merged.pop("out", "runs"), **merged)
+    else:
+        config = TrainConfig.from_dict(merged)
+    if saved is not None:
+        check_resume(saved, config, getattr(args, "allow_changes", False))
+    return config
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

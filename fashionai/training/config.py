@@ -260,3 +260,30 @@ def augmentation(config: TrainConfig) -> dict:
     """The training augmentation's settings, as the folder and RecordIO loaders take them."""
     return dict(augment=config.augment, crop_ratio=config.crop_ratio, min_scale=config.min_scale,
                 jitter=config.jitter, lighting=config.lighting)
+
+
+# Settings a resume may give anew without changing what the run computes: where and how fast it
+# runs, and what only a new run reads (the initial weights). Anything else is the run's recipe.
+RESUME_FREE = frozenset({"resume", "devices", "num_gpus", "workers", "input", "mxnet_home", "download",
+                         "pretrained", "tensorboard"})
+
+
+def resume_changes(saved: TrainConfig, config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (the run's value, the new value)} of the recipe settings a resume would change."""
+    return {f.name: (getattr(saved, f.name), getattr(config, f.name)) for f in dataclasses.fields(TrainConfig)
+            if f.name not in RESUME_FREE and getattr(saved, f.name) != getattr(config, f.name)}
+
+
+def check_resume(saved: TrainConfig, config: TrainConfig, allow_changes: bool) -> dict[str, tuple[Any, Any]]:
+    """The changes a resume makes (`resume_changes`); ValueError listing them unless `allow_changes`.
+    What a run is (its task, net, input size, view) never changes: a new run is needed for that."""
+    changes = resume_changes(saved, config)
+    shown = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+    fixed = [name for name in changes if name in ARCH_FIELDS]
+    if fixed:
+        raise ValueError(f"--resume {config.resume}: {', '.join(fixed)} of a run cannot change ({shown}); "
+                         "train a new run with another --name")
+    if changes and not allow_changes:
+        raise ValueError(f"--resume {config.resume}: these settings differ from the run's: {shown}; resume without "
+                         "them, or pass --allow-changes to continue with them (the run records from which epoch)")
+    return changes

@@ -27,7 +27,7 @@ from fashionai.core.io import atomic_save, atomic_write, building, csv_text, sha
 from fashionai.core.plots import save_curves
 from fashionai.model import head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit
-from fashionai.training.config import ARCH_FIELDS, TrainConfig, multitask_tasks, run_folder
+from fashionai.training.config import ARCH_FIELDS, TrainConfig, multitask_tasks, resume_changes, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ METRIC_COLUMNS = (
     "img_per_s", "epoch_s",
 )
 STARTED_FILES = frozenset({"config.json", "train.log"})  # what a run has before its first epoch ends
+CHANGES = "changes.json"  # settings a resume changed (--allow-changes), from which epoch
 SPLIT_INFO = "multitask.json"  # a per-task run split from a multi-task run names it here
 FAST_EPOCH_S = 1.0  # epochs shorter than this are checkpointed at most every `every_s` seconds
 
@@ -96,8 +97,26 @@ def prepare_run_dir(config: TrainConfig) -> Path:
         if target != run_dir or not config.resume:
             check_free(target, owner=run_dir if config.resume else None)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume:
+        record_changes(run_dir, saved, config)
     save_config(config, run_dir)
     return run_dir
+
+
+def record_changes(run_dir: Path, saved: TrainConfig, config: TrainConfig) -> None:
+    """Append a resume's changed settings, and the epoch they apply from, to `changes.json`: the
+    config then describes the epochs from there on, this file the ones before (and says so in the log)."""
+    changes = resume_changes(saved, config)
+    if not changes:
+        return
+    path = run_dir / CHANGES
+    history = json.loads(path.read_text()) if path.is_file() else []
+    epoch = json.loads((run_dir / CHECKPOINT).read_text())["epoch"] if (run_dir / CHECKPOINT).is_file() else 0
+    history.append({"from_epoch": epoch, "changes": {k: {"before": old, "after": new}
+                                                     for k, (old, new) in changes.items()}})
+    write_json(path, history)
+    log.warning("resumed with changed settings from epoch %d: %s (recorded in %s)", epoch,
+                ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()), path)
 
 
 def save_config(config: TrainConfig, run_dir: Path) -> None:
