@@ -131,9 +131,24 @@ def test_scoring_reads_numbers_and_a_bom_as_check_submission_does(tmp_path, answ
     arabic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "0.80000000")
     lines = submission_lines()
     sub = write(tmp_path, lines[:1] + [lines[1].replace("0.80000000", arabic)] + lines[2:])
-    with pytest.raises(AnnotationError, match=r"submission.csv:2: not a plain number .*ARABIC-INDIC DIGIT"):
+    with pytest.raises(AnnotationError, match=r"submission.csv:2: \[number\] not a plain number .*ARABIC-INDIC DIGIT"):
         scores.score_submission(sub, answers)
     sub.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode())
-    with pytest.raises(AnnotationError, match=r"submission.csv:1: the file starts with a UTF-8 byte order mark"):
+    with pytest.raises(AnnotationError, match=r"submission.csv:1: \[bom\] the file starts with a UTF-8 byte order mark"):
         scores.score_submission(sub, answers)
     assert main(["evaluate", "--submission", str(sub), "--answers", str(answers)]) == 2
+
+
+@pytest.mark.parametrize("edit, rule", [
+    (lambda ls: ls[:2] + [""] + ls[2:], "3: [blank-line]"),
+    (lambda ls: ls[:1] + [" " + ls[1]] + ls[2:], "2: [answers]"),  # a padded image name is another image
+    (lambda ls: ls[:1] + ['"' + ls[1].replace(",", '","') + '"'] + ls[2:], "2: [answers]"),  # quoted fields
+    (lambda ls: ls[:1] + [ls[1].replace("0.80000000", "8e-01")] + ls[2:], "2: [fixed-point]"),
+    (lambda ls: ls[:1] + [ls[1].replace("0.80000000", "0.90000000")] + ls[2:], "2: [sum-to-one]"),
+])
+def test_scoring_refuses_what_check_submission_refuses(tmp_path, answers, edit, rule):
+    """One parser of one format: evaluate --submission applies check-submission's line rules."""
+    sub = write(tmp_path, edit(submission_lines()))
+    with pytest.raises(AnnotationError) as err:
+        scores.score_submission(sub, answers)
+    assert f"submission.csv:{rule}" in str(err.value)

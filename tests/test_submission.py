@@ -5,6 +5,7 @@ import pytest
 
 from fashionai.cli import main
 from fashionai.core.annotations import AnnotationError, read_questions
+from fashionai.scoring import probs as saved
 from fashionai.scoring import submission as sub
 
 # Deliberately not grouped by task, so order preservation is tested across tasks.
@@ -141,19 +142,19 @@ def test_check_submission_cli_ok(questions, tmp_path, capsys):
 
 def test_saved_probs_round_trip_align_and_ensemble(tmp_path):
     images = ["x.jpg", "y.jpg"]
-    path = sub.save_probs(tmp_path / "p" / "skirt_run1", "skirt_length_labels", images, SKIRT, run="r1")
+    path = saved.save_probs(tmp_path / "p" / "skirt_run1", "skirt_length_labels", images, SKIRT, run="r1")
     assert path.name == "skirt_run1.npy" and path.with_suffix(".json").is_file()
-    task, got_images, probs = sub.load_probs(path)
+    task, got_images, probs = saved.load_probs(path)
     assert (task, got_images) == ("skirt_length_labels", images)
     np.testing.assert_allclose(probs, SKIRT, atol=1e-7)
-    np.testing.assert_array_equal(sub.align(images, probs, ["y.jpg", "x.jpg"]), probs[::-1])
+    np.testing.assert_array_equal(saved.align(images, probs, ["y.jpg", "x.jpg"]), probs[::-1])
     with pytest.raises(ValueError, match="z.jpg"):
-        sub.align(images, probs, ["z.jpg"])
+        saved.align(images, probs, ["z.jpg"])
     a, b = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
-    np.testing.assert_allclose(sub.ensemble([a, b]), [[0.5, 0.5]])
-    np.testing.assert_allclose(sub.ensemble([a, b], [3, 1]), [[0.75, 0.25]])
+    np.testing.assert_allclose(saved.ensemble([a, b]), [[0.5, 0.5]])
+    np.testing.assert_allclose(saved.ensemble([a, b], [3, 1]), [[0.75, 0.25]])
     with pytest.raises(ValueError, match="one non-negative weight per member"):
-        sub.ensemble([a, b], [1])
+        saved.ensemble([a, b], [1])
 
 
 # --- question files -------------------------------------------------------------------------------

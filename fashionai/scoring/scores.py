@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from fashionai.core import metrics
-from fashionai.core.annotations import AnnotationError, CsvLine, LabelRow, read_csv_lines, read_labels
+from fashionai.core.annotations import AnnotationError, LabelRow, read_labels
 from fashionai.core.io import json_safe
-from fashionai.core.tasks import TASK_NAMES, num_classes
-from fashionai.scoring.submission import bom_problem, parse_number
+from fashionai.core.tasks import TASK_NAMES
+from fashionai.scoring.submission import SubmissionError, check_values, read_lines, split_row
 
 log = logging.getLogger(__name__)
 
@@ -64,49 +64,25 @@ def _answers_by_key(answers_path: str | Path) -> dict[Key, LabelRow]:
     return answers
 
 
-def _parse_probabilities(line: CsvLine, k: int) -> list[float]:
-    """The K numbers of a submission line; raise AnnotationError naming file:line otherwise."""
-    values = line.fields[2].split(";")
-    if len(values) != k:
-        raise AnnotationError(
-            f"{line.where}: {len(values)} probabilities, {line.fields[1]} has {k} classes"
-        )
-    try:
-        return [parse_number(v) for v in values]
-    except ValueError as err:
-        raise AnnotationError(f"{line.where}: not a plain number among {line.fields[2]!r}: {err}") from None
-
-
-def _check_range(lines: list[CsvLine], probs: np.ndarray) -> None:
-    """Raise AnnotationError at the first row with a value outside [0, 1] (checked per task, at once).
-
-    The format promises probabilities, so anything else (logits, `nan`, `inf`) is a bug upstream
-    that the leaderboard would not score as intended.
-    """
-    ok = np.isfinite(probs).all(axis=1) & (probs >= 0).all(axis=1) & (probs <= 1).all(axis=1)
-    if not ok.all():
-        line = lines[int(np.flatnonzero(~ok)[0])]
-        raise AnnotationError(f"{line.where}: probabilities must lie in [0, 1], found {line.fields[2]!r}")
-
-
 def read_submission(submission_path: str | Path, answers: dict[Key, LabelRow]) -> dict[str, np.ndarray]:
-    """Submission probabilities per task, (N, K) in the answers' row order, read strictly: extra,
-    repeated, malformed and missing rows are AnnotationErrors naming file:line (the answers' line
-    for a missing row)."""
-    found: dict[Key, tuple[CsvLine, list[float]]] = {}
-    lines = read_csv_lines(submission_path)  # forgives a BOM, which label files carry; a submission may not
-    problem = bom_problem(Path(submission_path).read_bytes()[:3].decode("utf-8", errors="replace"))
-    if problem:
-        raise AnnotationError(f"{submission_path}:1: {problem}")
-    for line in lines:
-        if len(line.fields) != 3:
-            raise AnnotationError(f"{line.where}: expected 3 columns, found {len(line.fields)}")
-        key = (line.fields[0], line.fields[1])
+    """Submission probabilities per task, (N, K) in the answers' row order. Each line is read under
+    the same rules as `check-submission` (fashionai.scoring.submission: split_row, check_values), so
+    a file this accepts is one the leaderboard takes; rows may come in any order, matched to the
+    answers by (image, task). Extra, repeated and missing rows are errors naming file:line (the
+    answers' line for a missing row)."""
+    source, lines = read_lines(submission_path)
+    found: dict[Key, tuple[int, list[float]]] = {}
+    for number, line in enumerate(lines, start=1):
+        def fail(rule: str, detail: str, number=number):
+            raise SubmissionError(source, number, rule, detail)
+
+        image, task, values = split_row(line, number, fail)
+        key = (image, task)
         if key not in answers:
-            raise AnnotationError(f"{line.where}: {key[0]} {key[1]} is not in the answers")
+            fail("answers", f"{image} {task} is not in the answers")
         if key in found:
-            raise AnnotationError(f"{line.where}: {key[0]} {key[1]} repeats line {found[key][0].line}")
-        found[key] = (line, _parse_probabilities(line, num_classes(key[1])))
+            fail("duplicate", f"{image} {task} repeats line {found[key][0]}")
+        found[key] = (number, check_values(values, task, fail))
     missing = [row for key, row in answers.items() if key not in found]
     if missing:
         first = missing[0]
@@ -114,12 +90,8 @@ def read_submission(submission_path: str | Path, answers: dict[Key, LabelRow]) -
             f"{first.source}:{first.line}: {first.image} {first.task} has no row in "
             f"{submission_path} ({len(missing)} answer rows missing)"
         )
-    per_task: dict[str, np.ndarray] = {}
-    for task in dict.fromkeys(task for _, task in answers):
-        rows = [found[key] for key in answers if key[1] == task]
-        per_task[task] = np.array([values for _, values in rows])
-        _check_range([line for line, _ in rows], per_task[task])
-    return per_task
+    return {task: np.array([found[key][1] for key in answers if key[1] == task])
+            for task in dict.fromkeys(task for _, task in answers)}
 
 
 def score_submission(submission_path: str | Path, answers_path: str | Path) -> Report:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionai.core.annotations import QuestionRow, read_questions
+from fashionai.core.annotations import AnnotationError, QuestionRow, read_questions
 from fashionai.core.io import atomic_write
 from fashionai.core.tasks import TASK_NAMES, num_classes
 
@@ -33,8 +33,9 @@ FIXED_POINT = re.compile(r"[0-9]+(\.[0-9]+)?")  # what `%.8f` writes for a value
 BOM = "\ufeff"
 
 
-class SubmissionError(ValueError):
-    """A submission that breaks a rule; `line` is 1-based (0: the whole file), `rule` names the rule."""
+class SubmissionError(AnnotationError):
+    """A submission that breaks a rule; `line` is 1-based (0: the whole file), `rule` names the rule.
+    An AnnotationError (file:line first) like every other CSV line this project refuses."""
 
     def __init__(self, source: str, line: int, rule: str, detail: str):
         super().__init__(f"{source}:{line}: [{rule}] {detail}")
@@ -108,7 +109,7 @@ def bom_problem(first_line: str) -> str | None:
     return None
 
 
-def _read_lines(path_or_lines: str | Path | Sequence[str]) -> tuple[str, list[str]]:
+def read_lines(path_or_lines: str | Path | Sequence[str]) -> tuple[str, list[str]]:
     """(source name, lines) of a file (a final newline is allowed) or of lines given in memory."""
     if isinstance(path_or_lines, (str, Path)):
         path = Path(path_or_lines)
@@ -136,8 +137,23 @@ def _looks_like_header(fields: list[str], first: QuestionRow) -> bool:
     )
 
 
-def _check_values(text: str, task: str, fail) -> None:
-    """The probability rules of one row: class count, numbers, finite, [0, 1], fixed point, sum."""
+def split_row(line: str, number: int, fail) -> list[str]:
+    """The 3 fields of a submission line, under the line rules every reader of a submission applies
+    (check-submission and `evaluate --submission` alike): no byte order mark (line 1), no blank
+    line, 3 columns split at commas as they are (no quoting, no padding: the leaderboard splits so)."""
+    if number == 1 and bom_problem(line):
+        fail("bom", bom_problem(line))
+    if not line.strip():
+        fail("blank-line", "blank line")
+    fields = line.split(",")
+    if len(fields) != 3:
+        fail("columns", f"expected 3 columns, found {len(fields)} (comma-separated, no quoting)")
+    return fields
+
+
+def check_values(text: str, task: str, fail) -> list[float]:
+    """The probabilities of one row under its rules: class count, numbers, finite, [0, 1], fixed
+    point, sum to one."""
     values = text.split(";")
     k = num_classes(task)
     if len(values) != k:
@@ -154,6 +170,7 @@ def _check_values(text: str, task: str, fail) -> None:
         fail("fixed-point", f"write plain decimals (%.8f), not {text!r}")
     if abs(sum(numbers) - 1.0) > SUM_TOLERANCE:
         fail("sum-to-one", f"probabilities sum to {sum(numbers):.8f}, not 1 within {SUM_TOLERANCE}")
+    return numbers
 
 
 def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: str | Path) -> None:
@@ -166,21 +183,17 @@ def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: 
     then the row count equals the question file's.
     """
     questions = read_questions(questions_path)
-    source, lines = _read_lines(path_or_lines)
+    source, lines = read_lines(path_or_lines)
     seen: dict[tuple[str, str], int] = {}
     for number, line in enumerate(lines, start=1):
         def fail(rule: str, detail: str, number=number):
             raise SubmissionError(source, number, rule, detail)
 
-        fields = line.split(",")
         if number == 1 and bom_problem(line):
             fail("bom", bom_problem(line))
-        if number == 1 and line.strip() and _looks_like_header(fields, questions[0]):
+        if number == 1 and line.strip() and _looks_like_header(line.split(","), questions[0]):
             fail("header", f"the first line looks like a header ({line[:60]!r}); submissions have none")
-        if not line.strip():
-            fail("blank-line", "blank line")
-        if len(fields) != 3:
-            fail("columns", f"expected 3 comma-separated columns, found {len(fields)}")
+        fields = split_row(line, number, fail)
         key = (fields[0], fields[1])
         if key in seen:
             fail("duplicate", f"{key[0]} {key[1]} repeats line {seen[key]}")
@@ -190,7 +203,7 @@ def check_submission(path_or_lines: str | Path | Sequence[str], questions_path: 
         q = questions[number - 1]
         if key != (q.image, q.task):
             fail("order", f"found {key[0]},{key[1]}; question line {q.line} is {q.image},{q.task}")
-        _check_values(fields[2], q.task, fail)
+        check_values(fields[2], q.task, fail)
     if len(lines) < len(questions):
         q = questions[len(lines)]
         raise SubmissionError(
