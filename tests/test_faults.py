@@ -192,3 +192,16 @@ def test_a_resume_that_changes_the_recipe_is_refused_unless_allowed_and_then_rec
                                                      "seed": {"before": 0, "after": 9}}}]
     assert "resumed with changed settings from epoch 1" in caplog.text
     assert [r["epoch"] for r in read_metrics(run)] == [0, 1]
+
+
+def test_predict_reads_the_images_of_a_folder_and_refuses_one_without(trained_run, tmp_path, capsys, caplog):
+    from fashionai.cli import main
+
+    folder = _image(trained_run).parent
+    count = len([p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+    assert main(["predict", "--run", str(trained_run), "--images", str(folder), "--precision", "fp32",
+                 "--tta", "none"]) == 0
+    assert f"{count} images, skirt_length_labels" in capsys.readouterr().out
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["predict", "--run", str(trained_run), "--images", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a folder with no .jpg/.jpeg/.png images in it" in caplog.text

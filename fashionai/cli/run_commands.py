@@ -10,6 +10,7 @@ from fashionai.cli.common import Handler, add_inference_flags, predict_kw, subpa
 from fashionai.core.annotations import read_questions
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
+from fashionai.data.recordio import IMAGE_EXTENSIONS
 from fashionai.inference.export import export_run
 from fashionai.inference.predict import question_images
 from fashionai.pipeline import evaluate, precision
@@ -95,11 +96,27 @@ def add_predict(sub: argparse._SubParsersAction) -> Handler:
     p = subparser(sub, "predict", "class probabilities of a trained run for images or questions")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory (fashionai train)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--images", nargs="+", metavar="IMG", help="image files")
+    what.add_argument("--images", nargs="+", metavar="IMG", help="image files, or folders of .jpg/.jpeg/.png images")
     what.add_argument("--questions", metavar="FILE", help="question.csv: predict the run's task's rows")
     p.add_argument("--out", metavar="FILE", help="write .npy (+ .json image list) or .csv (submission format)")
     add_inference_flags(p)
     return _cmd_predict
+
+
+def image_files(given: list[str]) -> list[Path]:
+    """The images `--images` names: files as given, and the .jpg/.jpeg/.png files directly inside a
+    folder (sorted); a folder without any is an error rather than an empty prediction."""
+    files: list[Path] = []
+    for path in map(Path, given):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not inside:
+            raise ValueError(f"{path} is a folder with no {'/'.join(IMAGE_EXTENSIONS)} images in it (sub-folders "
+                             "are not searched); give image files, or a folder that holds them")
+        files += inside
+    return files
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -107,7 +124,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.questions:
         names, files = question_images(args.questions, task, args.images_root)
     else:
-        names, files = list(args.images), [Path(i) for i in args.images]
+        files = image_files(args.images)
+        names = [str(f) for f in files]
     probs = predict_resolved(args.run, files, **predict_kw(args))
     if args.out and args.out.endswith(".csv"):
         submission.write_prob_csv(args.out, task, names, probs)
