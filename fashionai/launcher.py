@@ -16,6 +16,10 @@ through a local shell; over ssh each word is quoted for the remote shell) and su
   SIGKILL after `--grace` seconds, and `launch` exits 1 naming its role, rank, host and status;
 - once every worker has ended well, the scheduler and servers get `--grace` seconds to end
   (ps-lite's finalisation), then are stopped;
+- every process of the job keeps a heartbeat to `launch` (fashionai.core.heartbeat): one silent
+  for `--heartbeat-timeout` seconds (a lost host, a link down), or still joining the kvstore after
+  that long (a wrong address), ends the job the same way, named; a process that loses the launcher
+  ends itself, so nothing is left behind on a host that was cut off;
 - Ctrl-C or SIGTERM to `launch` stops the whole job the same way;
 - local processes also get SIGTERM from the kernel when `launch` itself dies (PR_SET_PDEATHSIG).
 Run folders stay resumable: training commits each epoch atomically (fashionai.training.checkpoint),
@@ -31,10 +35,14 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fashionai.core.heartbeat import BEAT_S, ROLE_VARIABLE
+from fashionai.core.heartbeat import VARIABLE as HEARTBEAT_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,7 @@ NOT_OFFERED = {  # launchers MXNet's tracker has that this one refuses, and why
     "yarn": "not supported: YARN jobs cannot be supervised from here; use --launcher ssh",
 }
 GRACE_S = 30.0  # how long processes may take to end once asked (ps-lite finalises in ~1 s)
+HEARTBEAT_S = 60.0  # a process silent this long (or joining the kvstore this long) ends the job
 POLL_S = 0.2
 SSH_ALIVE = ("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")  # a silent link ends ssh in ~15 s
 PR_SET_PDEATHSIG = 1
@@ -114,11 +123,12 @@ class JobSpec:
     env: tuple[str, ...] = ()
     sync_dst_dir: str = ""
     grace_s: float = GRACE_S
+    heartbeat_s: float = HEARTBEAT_S
 
 
 def job_spec(command: Sequence[str], *, num_workers: int, num_servers: int | None = None, launcher: str = "local",
              hostfile: str | None = None, host_ip: str | None = None, env: Sequence[str] = (),
-             sync_dst_dir: str | None = None, grace_s: float = GRACE_S) -> JobSpec:
+             sync_dst_dir: str | None = None, grace_s: float = GRACE_S, heartbeat_s: float = HEARTBEAT_S) -> JobSpec:
     """The job, checked here so that errors name our flags."""
     if num_workers < 1:
         raise ValueError(f"-n/--num-workers must be >= 1, got {num_workers}")
@@ -137,8 +147,10 @@ def job_spec(command: Sequence[str], *, num_workers: int, num_servers: int | Non
     servers = num_workers if num_servers is None else num_servers
     if servers < 1:
         raise ValueError(f"-s/--num-servers must be >= 1, got {servers}")
+    if heartbeat_s < 4 * BEAT_S:
+        raise ValueError(f"--heartbeat-timeout must be at least {4 * BEAT_S:g} s (beats come every {BEAT_S:g} s)")
     return JobSpec(tuple(str(w) for w in command), num_workers, servers, launcher, hosts, host_ip or "",
-                   tuple(env), sync_dst_dir or "", grace_s)
+                   tuple(env), sync_dst_dir or "", grace_s, heartbeat_s)
 
 
 def roles(spec: JobSpec) -> list[Role]:
@@ -229,6 +241,81 @@ def status_text(code: int) -> str:
 
 
 @dataclass
+class Peer:
+    """What the launcher knows of one job process from its heartbeat connection."""
+
+    last: float
+    joining: float | None = None  # when it started to join the kvstore
+    joined: bool = False
+    closed: bool = False
+
+
+class Heartbeats:
+    """The launcher's end of the heartbeats (fashionai.core.heartbeat): accepts each process's
+    connection, answers every line it sends, and remembers when each was last heard."""
+
+    def __init__(self, host: str):
+        self.server = socket.create_server((host, 0))
+        self.address = f"{host}:{self.server.getsockname()[1]}"
+        self.peers: dict[str, Peer] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, name="heartbeat-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed: the job is over
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        name = ""
+        with conn, conn.makefile("rb") as lines:
+            for raw in lines:
+                words = raw.decode(errors="replace").split(maxsplit=3)
+                with self.lock:
+                    if words[:1] == ["hello"] and len(words) == 4:
+                        name = words[3]
+                        self.peers[name] = Peer(time.monotonic())
+                    elif name:
+                        self._heard(self.peers[name], words[:1])
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    break
+        with self.lock:
+            if name:
+                self.peers[name].closed = True
+
+    @staticmethod
+    def _heard(peer: Peer, event: list[str]) -> None:
+        peer.last = time.monotonic()
+        if event == ["joining"]:
+            peer.joining = peer.last
+        elif event == ["joined"]:
+            peer.joined = True
+
+    def trouble(self, timeout_s: float) -> str | None:
+        """Why the job cannot go on, from the heartbeats: a process silent for `timeout_s`, or one
+        that has been joining the kvstore for that long; None while all is well."""
+        now = time.monotonic()
+        with self.lock:
+            for name, peer in self.peers.items():
+                if not peer.closed and now - peer.last > timeout_s:
+                    return (f"{name} went silent: no heartbeat for {now - peer.last:.0f} s (its host, or the "
+                            "network to it, is gone)")
+                if peer.joining is not None and not peer.joined and now - peer.joining > timeout_s:
+                    return (f"{name} did not join the job's kvstore within {timeout_s:.0f} s: can its host reach "
+                            "the scheduler, and the other hosts reach it? On a host with several network "
+                            "interfaces, give its address= (or interface=) in the hosts file")
+        return None
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@dataclass
 class Job:
     """The running processes of a job, by role."""
 
@@ -258,18 +345,26 @@ class Job:
         return all(p.poll() == 0 for r, p in self.procs.items() if r.kind == "worker")
 
 
-def supervise(job: Job, grace_s: float, poll_s: float = POLL_S) -> None:
-    """Wait for the job; JobFailed at the first process that fails (after stopping the rest)."""
+RESUME_HINT = ("Its run folder keeps every committed epoch: run the same launch line with `train --resume "
+               "RUN_DIR` to continue")
+
+
+def supervise(job: Job, grace_s: float, beats: Heartbeats | None = None, timeout_s: float = HEARTBEAT_S,
+              poll_s: float = POLL_S) -> None:
+    """Wait for the job; JobFailed at the first process that fails, goes silent or cannot join
+    (after stopping the rest)."""
     while True:
         failed = job.first_failure()
         if failed is not None:
             role, code = failed
             pid = job.procs[role].pid
             job.stop(grace_s)
-            others = len(job.procs) - 1
-            raise JobFailed(f"{role} (pid {pid}) ended with {status_text(code)}; the job's {others} other "
-                            f"process(es) were stopped. Its run folder keeps every committed epoch: run the same "
-                            "launch line with `train --resume RUN_DIR` to continue")
+            raise JobFailed(f"{role} (pid {pid}) ended with {status_text(code)}; the job's {len(job.procs) - 1} "
+                            f"other process(es) were stopped. {RESUME_HINT}")
+        trouble = beats.trouble(timeout_s) if beats is not None else None
+        if trouble is not None:
+            job.stop(grace_s)
+            raise JobFailed(f"{trouble}; the job's processes were stopped. {RESUME_HINT}")
         if job.workers_done():
             deadline = time.monotonic() + grace_s
             while time.monotonic() < deadline and any(p.poll() is None for p in job.procs.values()):
@@ -287,14 +382,18 @@ def launch(command: Sequence[str], **kw) -> None:
         sync(spec)
     log.info("launching %d worker(s) and %d server(s) (%s), scheduler at %s:%d: %s", spec.num_workers,
              spec.num_servers, spec.launcher, uri, port, shlex.join(spec.command))
-    job = Job()
+    job, beats = Job(), Heartbeats(uri)
     try:
         for role in roles(spec):
-            job.procs[role] = start(spec, role, role_env(spec, role, uri, port))
-        supervise(job, spec.grace_s)
+            env = {**role_env(spec, role, uri, port), HEARTBEAT_VARIABLE: f"{beats.address}:{spec.heartbeat_s:g}",
+                   ROLE_VARIABLE: str(role)}
+            job.procs[role] = start(spec, role, env)
+        supervise(job, spec.grace_s, beats, spec.heartbeat_s)
     except BaseException:  # Ctrl-C, SIGTERM, a failed start: nothing of the job outlives launch
         job.stop(spec.grace_s)
         raise
+    finally:
+        beats.close()
     log.info("job done: %d worker(s) ended well", spec.num_workers)
 
 

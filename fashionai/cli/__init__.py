@@ -21,6 +21,7 @@ from fashionai.cli.doctor_command import add_doctor
 from fashionai.cli.job_commands import add_demo, add_launch
 from fashionai.cli.run_commands import add_check_submission, add_evaluate, add_export, add_predict, add_submit
 from fashionai.cli.train_command import add_train, train_config
+from fashionai.core import heartbeat
 from fashionai.core.errors import install_sigterm, one_line
 from fashionai.core.runtime import configure_runtime, log_runtime
 
@@ -67,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.runtime_settings = settings
     install_sigterm()
     try:
+        heartbeat.start_from_env()  # a process of a `fashionai launch` job: keep in touch with the launcher
         return args.handler(args)
     except Exception as err:  # noqa: BLE001 - every failure ends as one line (the traceback with --debug)
         return _fail(err, args.debug)

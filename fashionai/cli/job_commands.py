@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from fashionai.cli.common import Handler, subparser
-from fashionai.launcher import GRACE_S, LAUNCHERS, JobFailed, launch
+from fashionai.launcher import GRACE_S, HEARTBEAT_S, LAUNCHERS, JobFailed, launch
 from fashionai.pipeline.demo import format_demo, run_demo
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
@@ -30,6 +30,9 @@ def add_launch(sub: argparse._SubParsersAction) -> Handler:
                    help="pass this environment variable to every process, on every host (repeatable)")
     p.add_argument("--grace", type=float, default=GRACE_S, metavar="S",
                    help="seconds processes get to end once the job is over or one of them failed, before SIGKILL")
+    p.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_S, metavar="S",
+                   help="end the job when a process has been silent this long (a lost host or link), or is still "
+                        "joining the kvstore after this long")
     p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="what every process runs, e.g. -- fashionai train --kvstore dist_sync ...")
     return _cmd_launch
@@ -40,7 +43,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     try:
         launch(job, num_workers=args.num_workers, num_servers=args.num_servers, launcher=args.launcher,
                hostfile=args.hostfile, host_ip=args.host_ip, sync_dst_dir=args.sync_dst_dir, env=args.env,
-               grace_s=args.grace)
+               grace_s=args.grace, heartbeat_s=args.heartbeat_timeout)
     except JobFailed as err:
         log.error("%s", err)
         return 1

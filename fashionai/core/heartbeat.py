@@ -1,0 +1,94 @@
+"""A job process's heartbeat to `fashionai launch`, so that a lost host ends the job instead of
+hanging it.
+
+ps-lite has no failure detection that works here: a process whose peer vanished (a dead host, a
+link gone down) waits for it for good, with no log line. So every process that `launch` starts
+with `FASHIONAI_HEARTBEAT=HOST:PORT:TIMEOUT` in its environment keeps one TCP connection to the
+launcher: it says who it is, then sends a beat every few seconds and waits for the launcher's
+answer. Each side watches the other:
+- the launcher ends the job when a process has been silent for TIMEOUT seconds (its host or the
+  link to it is gone), naming it (`fashionai.launcher`);
+- a process that gets no answer for TIMEOUT seconds ends itself, so nothing is left running on a
+  host that lost the launcher (the launcher has stopped the rest of the job by then).
+A process also reports when it starts to join the kvstore and when it has joined, so that one
+that never joins (a wrong address on a host with several interfaces) is named after TIMEOUT too.
+
+One connection per process: the client is process-wide state by nature, like logging's handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+VARIABLE = "FASHIONAI_HEARTBEAT"  # HOST:PORT:TIMEOUT_S, set by fashionai launch
+ROLE_VARIABLE = "FASHIONAI_JOB_ROLE"  # how the launcher names this process ("worker 1 on node-b")
+BEAT_S = 2.0
+
+
+class Client:
+    """The connection of this process to its launcher (a daemon thread beats on it)."""
+
+    def __init__(self, host: str, port: int, timeout_s: float, role: str):
+        self.address, self.timeout_s, self.role = (host, port), timeout_s, role
+        self.lock = threading.Lock()
+        self.sock = self._connect()
+        self.send(f"hello {os.getpid()} {socket.gethostname()} {role}")
+        threading.Thread(target=self._beat, name="fashionai-heartbeat", daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                sock = socket.create_connection(self.address, timeout=self.timeout_s)
+                sock.settimeout(self.timeout_s)
+                return sock
+            except OSError as err:
+                if time.monotonic() > deadline:
+                    self._give_up(f"cannot reach the launcher at {self.address[0]}:{self.address[1]} ({err})")
+                time.sleep(1.0)
+
+    def send(self, message: str) -> None:
+        """One line to the launcher, and its answer awaited; a silent launcher ends this process."""
+        with self.lock:
+            try:
+                self.sock.sendall(f"{message}\n".encode())
+                if not self.sock.recv(1):
+                    raise ConnectionError("the launcher closed the connection")
+            except OSError as err:
+                self._give_up(f"the launcher at {self.address[0]}:{self.address[1]} stopped answering ({err})")
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(BEAT_S)
+            self.send("beat")
+
+    def _give_up(self, why: str) -> None:
+        log.error("%s: %s; this process (%s) ends here, as the rest of the job has", self.role, why, self.role)
+        logging.shutdown()
+        os._exit(1)
+
+
+_client: Client | None = None
+
+
+def start_from_env(env: dict[str, str] | None = None) -> Client | None:
+    """Connect to the launcher named in FASHIONAI_HEARTBEAT, once per process; None outside a job."""
+    global _client
+    env = os.environ if env is None else env
+    if _client is not None or VARIABLE not in env:
+        return _client
+    host, port, timeout = env[VARIABLE].rsplit(":", 2)
+    _client = Client(host, int(port), float(timeout), env.get(ROLE_VARIABLE, "a job process"))
+    return _client
+
+
+def report(event: str) -> None:
+    """Tell the launcher about a step it times (`joining`, `joined`); nothing outside a job."""
+    if _client is not None:
+        _client.send(event)
