@@ -273,7 +273,7 @@ class Heartbeats:
         name = ""
         with conn, conn.makefile("rb") as lines:
             for raw in lines:
-                words = raw.decode(errors="replace").split(maxsplit=3)
+                words = raw.decode(errors="replace").strip().split(maxsplit=3)
                 with self.lock:
                     if words[:1] == ["hello"] and len(words) == 4:
                         name = words[3]
