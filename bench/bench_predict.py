@@ -55,19 +55,26 @@ def _images(prepared: Path, count: int) -> list[Path]:
     return (images * (count // max(len(images), 1) + 1))[:count]
 
 
-def tutorial_predict(net, paths, size: int):
+def tutorial_view(size: int):
+    """The tutorial's view at `size` px: ImageNet's crop ratio (resize 256, crop 224). Both the
+    tutorial's loop and the project's predict are timed on it, so they cut the same crops."""
+    from fashionai.core.view import IMAGENET_CROP_RATIO, View
+
+    return View(size, IMAGENET_CROP_RATIO)
+
+
+def tutorial_predict(net, paths, view):
     """The tutorial's loop: per image, decode, resize the short side, normalise, ten crops by slicing
     (corners, centre, and their mirrors), one forward of the 10 views, softmax averaged."""
     import mxnet as mx
     import numpy as np
 
-    from fashionai.data.transforms import MEAN, STD, resize_size
-
-    mean, std = mx.nd.array(MEAN).reshape((3, 1, 1)), mx.nd.array(STD).reshape((3, 1, 1))
+    size = view.size
+    mean, std = mx.nd.array(view.mean).reshape((3, 1, 1)), mx.nd.array(view.std).reshape((3, 1, 1))
     out = []
     for path in paths:
         img = mx.image.imread(str(path))
-        img = mx.image.resize_short(img, resize_size(size)).astype("float32") / 255
+        img = mx.image.resize_short(img, view.short).astype("float32") / 255
         img = (mx.nd.transpose(img, (2, 0, 1)) - mean) / std
         h, w = img.shape[1:]
         corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
@@ -99,15 +106,16 @@ def child(args: argparse.Namespace) -> None:
     from fashionai.model import load_run
 
     run, images, ctx = Path(args.run), _images(Path(args.prepared), args.images), [mx.cpu()]
+    view = tutorial_view(args.size)
     try:
         if args.case == "tutorial":
             net, _ = load_run(run, ctx=ctx)
             net.hybridize()
-            predict = lambda paths: tutorial_predict(net, paths, args.size)  # noqa: E731
+            predict = lambda paths: tutorial_predict(net, paths, view)  # noqa: E731
         else:
             precision = "fp32" if args.case == DEFAULT_THREADS else args.case.removesuffix(AMX_OFF)
             net, _ = load_net(run, precision, ctx=ctx)
-            predict = lambda paths: predict_paths(net, paths, data_shape=args.size, ctx=ctx,  # noqa: E731
+            predict = lambda paths: predict_paths(net, paths, view=view, ctx=ctx,  # noqa: E731
                                                   tta="ten-crop", batch_size=args.batch)
     except (ValueError, OSError) as err:
         print(json.dumps({"error": str(err).strip().splitlines()[-1][:200]}))

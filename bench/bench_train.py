@@ -90,12 +90,15 @@ def _memory_batches(batch: int, size: int):
 
 
 def _loader_batches(prepared: Path, batch: int, size: int, workers: int):
-    """Endless batches of the project's training loader (augmentation included)."""
+    """Endless batches of the project's training loader (augmentation included), at the view this
+    bench has always timed (ImageNet's crop ratio)."""
+    from fashionai.core.view import IMAGENET_CROP_RATIO, View
     from fashionai.data.loaders import image_folder, make_loader, split_dir
     from fashionai.data.transforms import train_transform
 
     dataset = image_folder(split_dir(prepared, "skirt_length_labels", "train"), 6)
-    loader = make_loader(dataset, train_transform(size), batch, train=True, workers=workers)
+    loader = make_loader(dataset, train_transform(View(size, IMAGENET_CROP_RATIO)), batch, train=True,
+                         workers=workers)
     while True:
         yield from loader
 

@@ -14,7 +14,7 @@ import pytest
 from fashionai.cli import main
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
-from fashionai.data import transforms
+from fashionai.core.view import MEAN, STD, View
 from fashionai.inference import predict
 from fashionai.inference.export import ONNX_INSTALL, export_run, load_exported, read_export
 from fashionai.model import load_run
@@ -61,9 +61,9 @@ def test_model_json_describes_input_preprocessing_and_output(trained_run, tmp_pa
                              "dtype": "float32", "channels": "RGB"}
     pre = info["preprocess"]
     crop_ratio = RunInfo.read(trained_run).crop_ratio
-    assert (pre["resize_short_side"], pre["center_crop"]) == (transforms.resize_size(SIZE, crop_ratio), SIZE)
+    assert (pre["resize_short_side"], pre["center_crop"]) == (View(SIZE, crop_ratio).short, SIZE)
     assert (pre["resize_short_side"] == SIZE) == (crop_ratio == 1.0)  # 1.0: the whole short side
-    assert pre["mean"] == list(transforms.MEAN) and pre["std"] == list(transforms.STD) and pre["scale"] == 1 / 255
+    assert pre["mean"] == list(MEAN) and pre["std"] == list(STD) and pre["scale"] == 1 / 255
     assert info["output"]["name"] == "probabilities" and info["output"]["shape"] == [3, 6]
     assert info["onnx_opset"] is None and "onnx" not in info["files"]
 

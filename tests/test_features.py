@@ -9,6 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from fashionai.core.view import View
 from fashionai.demodata.generate import make_demo_data
 from fashionai.data.prepare import prepare
 from fashionai.model import build_net, head_attr
@@ -121,8 +122,8 @@ def test_the_cache_is_reused_and_head_epochs_are_fast(small, caplog):
     assert "(0 from the cache" in caplog.text
     rows = read_metrics(first)
     assert len(rows) == 10
-    cache = cache_file(root / "prepared", "mobilenet0.25", 32, TrainConfig().crop_ratio, weights_id(str(backbone), 0),
-                       "none")
+    cache = cache_file(root / "prepared", "mobilenet0.25", View(32, TrainConfig().crop_ratio),
+                       weights_id(str(backbone), 0), "none")
     assert len(load_cache(cache)) == 16 * 5  # every train and val image
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fashionai"):
@@ -190,6 +191,6 @@ def test_a_bf16_head_stage_trains_and_keeps_its_own_cache(small, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_metrics(tmp_path / TARGET / "bf16head")
     assert len(rows) == 3 and all(0 <= r["train_acc"] <= 1 and np.isfinite(r["val_map"]) for r in rows)
-    bf16_cache = cache_file(root / "prepared", "mobilenet0.25", 32, TrainConfig().crop_ratio,
+    bf16_cache = cache_file(root / "prepared", "mobilenet0.25", View(32, TrainConfig().crop_ratio),
                             weights_id(str(backbone), 0), "none", "bfloat16")
     assert bf16_cache.name.endswith("-bfloat16.npz") and len(load_cache(bf16_cache)) == 16 * 5

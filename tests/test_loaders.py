@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from fashionai.core.tasks import num_classes
+from fashionai.core.view import IMAGENET_CROP_RATIO, MEAN, STD, View
 from fashionai.data import loaders, transforms
 
 TASK = "collar_design_labels"
+VIEW = View(32, 0.875)  # what these tests ran at when the transforms defaulted the crop ratio
 
 
 def test_image_folder_labels_are_the_class_folders(prepared_data):
@@ -30,14 +32,14 @@ def test_folders_that_are_not_a_prepared_split_are_refused(prepared_data, tmp_pa
 
 def test_training_batches_are_whole_and_evaluation_keeps_every_image(prepared_data):
     folder = loaders.image_folder(loaders.split_dir(prepared_data, TASK, "train"), num_classes(TASK))
-    train = loaders.make_loader(folder, transforms.train_transform(32), 16, train=True)
+    train = loaders.make_loader(folder, transforms.train_transform(VIEW), 16, train=True)
     shapes = [data.shape for data, _ in train]
     assert shapes == [(16, 3, 32, 32)] * (len(folder) // 16)  # the partial batch is dropped (static shapes)
-    evaluate = loaders.make_loader(folder, transforms.eval_transform(32), 16, train=False)
+    evaluate = loaders.make_loader(folder, transforms.eval_transform(VIEW), 16, train=False)
     labels = np.concatenate([label.asnumpy() for _, label in evaluate])
     assert labels.tolist() == loaders.labels_of(folder).tolist()  # every image once, in order
     with pytest.raises(ValueError, match="fewer than one batch"):
-        loaders.make_loader(folder, transforms.train_transform(32), len(folder) + 1, train=True)
+        loaders.make_loader(folder, transforms.train_transform(VIEW), len(folder) + 1, train=True)
 
 
 def test_the_balanced_sampler_draws_classes_equally():
@@ -50,9 +52,9 @@ def test_the_balanced_sampler_draws_classes_equally():
 
 def test_the_val_view_is_resize_centre_crop_normalise():
     image = mx.nd.array(np.full((40, 80, 3), 128, dtype=np.uint8), dtype="uint8")
-    out = transforms.eval_transform(32)(image)
-    assert out.shape == (3, 32, 32) and transforms.resize_size(224) == 256
-    expected = (128 / 255 - np.array(transforms.MEAN)) / np.array(transforms.STD)
+    out = transforms.eval_transform(VIEW)(image)
+    assert out.shape == (3, 32, 32) and View(224, 0.875).short == 256
+    expected = (128 / 255 - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(out.asnumpy()[:, 0, 0], expected, rtol=1e-5)
 
 
@@ -90,15 +92,16 @@ def test_imagenet_crops_fit_the_drawn_area_even_at_min_scale_one():
 
 
 def test_the_crop_ratio_sets_the_val_views_short_side():
-    """resize_size: ImageNet's 256 for 224 at 0.875; the whole short side at 1.0; nonsense refused."""
-    from fashionai.data.transforms import eval_transform, resize_size
+    """View.short: ImageNet's 256 for 224 at 0.875; the whole short side at 1.0; nonsense refused."""
+    from fashionai.data.transforms import eval_transform
 
-    assert (resize_size(224), resize_size(224, 0.875), resize_size(64, 1.0), resize_size(64, 0.5)) == (256, 256, 64, 128)
+    shorts = (View(224, IMAGENET_CROP_RATIO).short, View(224, 0.875).short, View(64, 1.0).short, View(64, 0.5).short)
+    assert shorts == (256, 256, 64, 128)
     for bad in (0, -0.5, 1.01, True, "1"):
         with pytest.raises(ValueError, match="crop_ratio"):
-            resize_size(64, bad)
+            View(64, bad)
     column = mx.nd.array(np.tile(np.arange(100, dtype=np.float32)[None, :, None], (100, 1, 3)))  # column index
-    whole, cut = (eval_transform(50, r)(column.astype("uint8")) for r in (1.0, 0.5))
+    whole, cut = (eval_transform(View(50, r))(column.astype("uint8")) for r in (1.0, 0.5))
     assert whole.shape == cut.shape == (3, 50, 50)
     # at 1.0 the view spans the image's first to last column; at 0.5 only its middle half
     span = [float(v[0, 0, -1].asscalar() - v[0, 0, 0].asscalar()) for v in (whole, cut)]
@@ -110,15 +113,15 @@ def test_the_crop_augment_is_the_val_scale_anywhere_in_the_image():
     random position; over many draws the positions reach both ends of the long side."""
     import mxnet as mx
 
-    from fashionai.data.transforms import RandomCropAtEvalScale, resize_size
+    from fashionai.data.transforms import RandomCropAtEvalScale
 
     image = mx.nd.array(np.tile(np.arange(200, dtype=np.float32)[:, None, None], (1, 100, 3)))  # row index
-    crop = RandomCropAtEvalScale(32)
+    crop = RandomCropAtEvalScale(VIEW)
     tops = set()
     for _ in range(200):
         out = crop(image)
         assert out.shape == (32, 32, 3)
         tops.add(float(out[0, 0, 0].asscalar()))
-    long_side = 200 * resize_size(32) // 100  # 72: the long side after the short side's resize
+    long_side = 200 * VIEW.short // 100  # 72: the long side after the short side's resize
     lowest_top = (long_side - 32) * 200 / long_side  # the bottom crop's first row, in source rows (~111)
     assert min(tops) < 5 and max(tops) > 0.9 * lowest_top  # crops reach the top and the bottom

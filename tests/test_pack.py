@@ -17,6 +17,7 @@ import pytest
 
 from fashionai.cli import build_parser, main, train_config
 from fashionai.core.tasks import num_classes
+from fashionai.core.view import View
 from fashionai.data import loaders, pack, recordio, transforms
 from fashionai.data.manifest import label_strings
 from fashionai.training.config import TrainConfig, check_config
@@ -28,6 +29,7 @@ from fashionai.training.rundir import read_metrics
 TASK = "skirt_length_labels"
 K = num_classes(TASK)
 SHAPE = 64  # data_shape of the comparisons; packed at its eval resize, 73 px
+VIEW = View(SHAPE, 0.875)  # the crop ratio the loaders defaulted to when these tests were written
 # (a): rec val view vs folder eval view, normalised tensors. Measured on the session data at 64 px:
 # per-image mean |difference| 0.041-0.065, correlation 0.9865-0.9975 (JPEG quality 90 re-encode, and
 # OpenCV's decoder in im2rec vs MXNet's); quality 100 halves the difference (0.017-0.033).
@@ -52,7 +54,7 @@ def prepared(prepared_data, tmp_path) -> Path:
 def packed(prepared_data, tmp_path_factory) -> Path:
     """A packed copy the tests only read."""
     root = _copy_task(prepared_data, tmp_path_factory.mktemp("packed") / "prepared")
-    pack.pack(root, TASK, short_side=transforms.resize_size(SHAPE), threads=2)
+    pack.pack(root, TASK, short_side=VIEW.short, threads=2)
     return root
 
 
@@ -78,7 +80,7 @@ def test_pack_writes_list_rec_idx_and_sidecar(packed):
         assert sorted(items) == sorted(listed)
         assert items == (listed if split == "val" else recordio.pack_order(listed, "train"))
         meta = json.loads(files.meta.read_text())
-        assert (meta["count"], meta["short_side"], meta["quality"]) == (len(items), transforms.resize_size(SHAPE), 90)
+        assert (meta["count"], meta["short_side"], meta["quality"]) == (len(items), VIEW.short, 90)
         assert files.rec.stat().st_size == meta["rec_bytes"] > 0
     _, _, again = recordio.check_pack(packed, TASK, "train")
     assert again == recordio.read_lst(recordio.PackFiles.of(packed, TASK, "train").lst)
@@ -87,9 +89,9 @@ def test_pack_writes_list_rec_idx_and_sidecar(packed):
 def test_rec_val_matches_the_folder_eval_view(packed):
     """(a) Same images, labels and order as ImageFolderDataset + eval_transform, within JPEG tolerance;
     a second epoch is identical; the label strings come from the manifest as for the folder."""
-    rec = recordio.record_loader(packed, TASK, "val", 4, train=False, data_shape=SHAPE, workers=2)
+    rec = recordio.record_loader(packed, TASK, "val", 4, train=False, view=VIEW, workers=2)
     folder = loaders.image_folder(loaders.split_dir(packed, TASK, "val"), K)
-    plain = loaders.make_loader(folder, transforms.eval_transform(SHAPE), 4, train=False)
+    plain = loaders.make_loader(folder, transforms.eval_transform(VIEW), 4, train=False)
     assert rec.items == folder.items and len(rec) == len(plain)
     x_rec, y_rec = _arrays(rec)
     x_dir, y_dir = _arrays(plain)
@@ -109,7 +111,7 @@ def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
     the same image gets a new crop every time it is drawn."""
     split = recordio.RecordSplit(packed, TASK, "train")
     batch = _divisor(len(split))
-    loader = recordio.record_loader(packed, TASK, "train", batch, train=True, data_shape=SHAPE, workers=2,
+    loader = recordio.record_loader(packed, TASK, "train", batch, train=True, view=VIEW, workers=2,
                                 min_scale=0.3, jitter=0.2, lighting=0.1)
     assert len(loader) == len(split) // batch and loader.shard_sampler is None
     labels = []
@@ -128,8 +130,8 @@ def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
         (same / TASK / "train" / str(k)).mkdir(parents=True)
     for i in range(8):
         shutil.copy(image, same / TASK / "train" / "0" / f"copy{i}.jpg")
-    pack.pack_split(same, TASK, "train", short_side=transforms.resize_size(SHAPE), threads=2)
-    crops = recordio.record_loader(same, TASK, "train", 4, train=True, data_shape=SHAPE, workers=2,
+    pack.pack_split(same, TASK, "train", short_side=VIEW.short, threads=2)
+    crops = recordio.record_loader(same, TASK, "train", 4, train=True, view=VIEW, workers=2,
                                min_scale=0.3, jitter=0.0, lighting=0.0)
     first, _ = _arrays(crops)
     second, _ = _arrays(crops)
@@ -145,8 +147,8 @@ def test_rec_train_parts_for_distributed_workers(packed):
     assert sum(sizes) == len(split)
     start = 0
     for rank, size in enumerate(sizes):
-        loader = recordio.record_loader(packed, TASK, "train", 1, train=True, data_shape=16, workers=1, rank=rank,
-                                    num_workers=3)
+        loader = recordio.record_loader(packed, TASK, "train", 1, train=True, view=View(16, 0.875), workers=1,
+                                        rank=rank, num_workers=3)
         assert len(loader) == min(sizes)
         _, labels = _arrays(loader)
         part = collections.Counter(y for _, y in split.items[start:start + size])
@@ -247,6 +249,6 @@ def test_bench_input_reports_both_paths(packed):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import bench_input
 
-    result = bench_input.bench_input(packed, TASK, data_shape=32, images=8, batch_size=4, threads=1)
+    result = bench_input.bench_input(packed, TASK, view=View(32, 0.875), images=8, batch_size=4, threads=1)
     assert result["folder_images"] >= 8 and result["rec_images"] >= 8
     assert result["ratio"] > 0 and result["cpu_ratio"] > 0

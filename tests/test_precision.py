@@ -23,11 +23,13 @@ import pytest
 
 from fashionai.cli import main
 from fashionai.core import cpu, io
+from fashionai.core.view import View
 from fashionai.data import transforms
 from fashionai.inference import nets, quantize
 from fashionai.inference.predict import predict_paths, predict_run
 from fashionai.pipeline import precision as choice
 
+VIEW = View(32, 0.875)  # the crop ratio predict defaulted to when these tests were written
 FUSED_MAX_DP = 1e-4
 INT8_MIN_AGREEMENT = 0.8
 INT8_MAX_MEAN_DP = 0.05
@@ -58,7 +60,7 @@ def images(trained_run):
 @pytest.fixture(scope="module")
 def views(images):
     """The evaluation view of every image, (66, 3, 32, 32): nets are compared on the same batch."""
-    transform = transforms.eval_transform(32)
+    transform = transforms.eval_transform(VIEW)
     return mx.nd.stack(*[transform(mx.image.imread(str(p))) for p in images])
 
 
@@ -79,7 +81,7 @@ def _agreement(probs, ref):
 # --- each precision against fp32 ------------------------------------------------------------------
 def test_fp32_precision_is_the_plain_net(run_copy, images, fp32_probs):
     net, _ = nets.load_net(run_copy, "fp32", ctx=mx.cpu())
-    probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu(), batch_size=16)
+    probs = predict_paths(net, images, view=VIEW, ctx=mx.cpu(), batch_size=16)
     # other batch shapes: other kernels and summation order (measured up to 3.8e-6 with oneDNN's AMX
     # ISA, which also changes the FP32 kernels it picks; 1e-6 without)
     np.testing.assert_allclose(probs, fp32_probs, atol=1e-5)
@@ -89,7 +91,7 @@ def test_fp32_precision_is_the_plain_net(run_copy, images, fp32_probs):
 
 def test_fused_really_fuses_and_matches_fp32(run_copy, images, fp32_probs):
     net, _ = nets.load_net(run_copy, "fused", ctx=mx.cpu())
-    probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu(), batch_size=16)  # ragged last batch
+    probs = predict_paths(net, images, view=VIEW, ctx=mx.cpu(), batch_size=16)  # ragged last batch
     ops = nets.fused_ops(net, 32)  # after predict_paths: it kept the backend
     assert "_sg_mkldnn_conv" in ops and "_sg_mkldnn_fully_connected" in ops
     agree, _, max_dp = _agreement(probs, fp32_probs)
@@ -103,7 +105,7 @@ def test_int8_within_tolerance_of_fp32(run_copy, images, views, fp32_probs):
     assert agree >= INT8_MIN_AGREEMENT and mean_dp <= INT8_MAX_MEAN_DP, (agree, mean_dp)
     graph = json.loads((run_copy / "quantized" / "int8-best-symbol.json").read_text())
     assert any(n["op"] == "_contrib_quantize_v2" for n in graph["nodes"])  # really int8, not fp32 again
-    np.testing.assert_allclose(predict_paths(net, images[:5], data_shape=32, ctx=mx.cpu()), probs[:5], atol=1e-5)
+    np.testing.assert_allclose(predict_paths(net, images[:5], view=VIEW, ctx=mx.cpu()), probs[:5], atol=1e-5)
 
 
 def test_int8_cache_is_reused_and_rebuilt_when_params_change(run_copy, tmp_path, monkeypatch):
@@ -151,7 +153,7 @@ def test_bf16_within_tolerance_where_supported(run_copy, images, fp32_probs):
     if not ok:
         pytest.skip(f"this CPU cannot run BF16: {why}")
     net, _ = nets.load_net(run_copy, "bf16", ctx=mx.cpu())
-    probs = predict_paths(net, images, data_shape=32, ctx=mx.cpu())
+    probs = predict_paths(net, images, view=VIEW, ctx=mx.cpu())
     agree, mean_dp, _ = _agreement(probs, fp32_probs)
     assert agree >= BF16_MIN_AGREEMENT and mean_dp <= BF16_MAX_MEAN_DP, (agree, mean_dp)
 
@@ -222,8 +224,8 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
     probs = predict_run(run, images[:3], tta="none", precision=choice.resolve_precision(run, "auto"))
     assert again.cached and again.precision == "fused" and len(measured) == 1
     fused, info = nets.load_net(run, "fused", ctx=mx.cpu())
-    np.testing.assert_allclose(probs, predict_paths(fused, images[:3], data_shape=32, ctx=mx.cpu(),
-                                                    crop_ratio=info.crop_ratio), atol=1e-6)
+    np.testing.assert_allclose(probs, predict_paths(fused, images[:3], view=info.view, ctx=mx.cpu()),
+                               atol=1e-6)
 
     params = mx.nd.load(str(run / "best.params"))
     mx.nd.save(str(run / "best.params"), {k: v * 1.0001 for k, v in params.items()})

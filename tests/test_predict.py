@@ -10,6 +10,7 @@ import pytest
 
 from fashionai.cli import main
 from fashionai.core.tasks import num_classes
+from fashionai.core.view import View
 from fashionai.data import transforms, tta
 from fashionai.inference import predict
 from fashionai.pipeline import submit
@@ -19,6 +20,7 @@ from fashionai.scoring.submission import SubmissionError, check_submission
 
 K = 5
 SIZES = [(90, 70), (64, 64), (71, 100), (100, 73)]  # (H, W): portrait, square, landscape, odd
+VIEW = View(32, 0.875)  # the crop ratio predict defaulted to when these tests were written
 
 
 def _tiny_net(ctx=mx.cpu()):
@@ -48,14 +50,15 @@ def _softmax(net, x):
 @pytest.mark.parametrize("data_shape", [32, 64])  # 36 - 32 = 4 and 73 - 64 = 9 (odd) around the crop
 def test_none_is_the_evaluation_transform(tmp_path, data_shape):
     paths = _images(tmp_path)
-    transform = transforms.eval_transform(data_shape)
+    view = View(data_shape, 0.875)  # the crop ratio predict defaulted to when this test was written
+    transform = transforms.eval_transform(view)
     expected = mx.nd.stack(*[transform(mx.image.imread(str(p))) for p in paths])
-    stacks, failures = tta.load_views(paths, [transforms.resize_size(data_shape)], data_shape, "none")
+    stacks, failures = tta.load_views(paths, [view.short], view, "none")
     views = mx.nd.concat(*stacks, dim=0)
     assert failures == [] and views.shape == (4, 3, data_shape, data_shape)
     np.testing.assert_array_equal(views.asnumpy(), expected.asnumpy())
     net = _tiny_net()
-    probs = predict.predict_paths(net, paths, data_shape=data_shape, ctx=mx.cpu(), batch_size=3)
+    probs = predict.predict_paths(net, paths, view=view, ctx=mx.cpu(), batch_size=3)
     np.testing.assert_allclose(probs, _softmax(net, expected), rtol=1e-5, atol=1e-7)
 
 
@@ -66,8 +69,8 @@ def test_constant_image_tta_equals_no_tta(tmp_path, tta, scales, reduce):
     path = tmp_path / "grey.png"
     cv2.imwrite(str(path), np.full((60, 45, 3), (30, 140, 220), dtype=np.uint8))
     net = _tiny_net()
-    plain = predict.predict_paths(net, [path], data_shape=32, ctx=mx.cpu())
-    augmented = predict.predict_paths(net, [path], data_shape=32, ctx=mx.cpu(), tta=tta, scales=scales, reduce=reduce)
+    plain = predict.predict_paths(net, [path], view=VIEW, ctx=mx.cpu())
+    augmented = predict.predict_paths(net, [path], view=VIEW, ctx=mx.cpu(), tta=tta, scales=scales, reduce=reduce)
     np.testing.assert_allclose(augmented, plain, rtol=1e-5, atol=1e-7)
     assert abs(plain.sum() - 1) < 1e-6
 
@@ -79,8 +82,8 @@ def test_flip_is_the_mean_with_the_mirrored_image(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), image)
     cv2.imwrite(str(tmp_path / "m.png"), image[:, ::-1])
     net = _tiny_net()
-    a, m = predict.predict_paths(net, [tmp_path / "a.png", tmp_path / "m.png"], data_shape=32, ctx=mx.cpu())
-    flip = predict.predict_paths(net, [tmp_path / "a.png"], data_shape=32, ctx=mx.cpu(), tta="flip")
+    a, m = predict.predict_paths(net, [tmp_path / "a.png", tmp_path / "m.png"], view=VIEW, ctx=mx.cpu())
+    flip = predict.predict_paths(net, [tmp_path / "a.png"], view=VIEW, ctx=mx.cpu(), tta="flip")
     np.testing.assert_allclose(flip[0], (a + m) / 2, atol=1e-4)
     assert np.abs(a - m).max() > 1e-3  # the mirror really is another input
 
@@ -89,8 +92,8 @@ def test_batching_and_devices_do_not_change_results(tmp_path):
     paths = _images(tmp_path)
     ctx = [mx.cpu(0), mx.cpu(1)]
     net = _tiny_net(ctx)
-    one = predict.predict_paths(net, paths, data_shape=32, ctx=[mx.cpu(0)], tta="ten-crop", batch_size=1)
-    two = predict.predict_paths(net, paths, data_shape=32, ctx=ctx, tta="ten-crop", batch_size=20)
+    one = predict.predict_paths(net, paths, view=VIEW, ctx=[mx.cpu(0)], tta="ten-crop", batch_size=1)
+    two = predict.predict_paths(net, paths, view=VIEW, ctx=ctx, tta="ten-crop", batch_size=20)
     assert one.shape == (4, K)
     np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(one.sum(axis=1), 1, atol=1e-6)
@@ -102,7 +105,7 @@ def test_undecodable_images_are_all_listed(tmp_path):
     paths[1:1] = [tmp_path / "broken.jpg"]
     paths.append(tmp_path / "missing.jpg")
     with pytest.raises(tta.ImageDecodeError) as err:
-        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), batch_size=1)
+        predict.predict_paths(_tiny_net(), paths, view=VIEW, ctx=mx.cpu(), batch_size=1)
     assert [p for p, _ in err.value.failures] == [str(tmp_path / "broken.jpg"), str(tmp_path / "missing.jpg")]
     assert "broken.jpg" in str(err.value) and "missing.jpg" in str(err.value)
 
@@ -110,9 +113,9 @@ def test_undecodable_images_are_all_listed(tmp_path):
 def test_bad_scale_and_mode(tmp_path):
     paths = _images(tmp_path, sizes=[(40, 40)])
     with pytest.raises(ValueError, match="smaller than the crop size"):
-        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), scales=[30])
+        predict.predict_paths(_tiny_net(), paths, view=VIEW, ctx=mx.cpu(), scales=[30])
     with pytest.raises(ValueError, match="unknown TTA mode"):
-        predict.predict_paths(_tiny_net(), paths, data_shape=32, ctx=mx.cpu(), tta="twelve-crop")
+        predict.predict_paths(_tiny_net(), paths, view=VIEW, ctx=mx.cpu(), tta="twelve-crop")
 
 
 # --- trained runs ---------------------------------------------------------------------------------

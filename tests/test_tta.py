@@ -101,11 +101,11 @@ def test_views_normalised_once_equal_each_view_normalised(tmp_path, mode):
     numbers of cutting the uint8 views first and normalising each (the evaluation transform's order)."""
     import cv2
 
-    from fashionai.data.transforms import MEAN, STD
+    from fashionai.core.view import MEAN, STD, View
 
     path = tmp_path / "odd.png"
     cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8))
-    stacks, failures = tta.load_views([path], [37, 40], 32, mode)
+    stacks, failures = tta.load_views([path], [37, 40], View(32, 1.0), mode)
     image = tta.load_image(path)
     expected = []
     for scale in (37, 40):

@@ -54,8 +54,8 @@ def test_auto_measures_once_caches_in_the_run_and_remeasures_new_weights(tmp_pat
     monkeypatch.setattr(tta_choice, "split_images", lambda prepared, task, split: (["a.jpg"] * 4, LABELS))
     monkeypatch.setattr(tta_choice, "load_net", lambda run_dir, precision, ctx, which: (None, None))
 
-    def predict_views(net, images, *, data_shape, ctx, tta, batch_size, crop_ratio):
-        runs.append((tta, data_shape, crop_ratio))
+    def predict_views(net, images, *, view, ctx, tta, batch_size):
+        runs.append((tta, view.size, view.crop_ratio))
         return _view_probs()
 
     monkeypatch.setattr(tta_choice, "predict_views", predict_views)

@@ -16,17 +16,16 @@ from pathlib import Path
 
 from fashionai.core.io import sha1_of
 from fashionai.core.tasks import check_task, num_classes
+from fashionai.core.view import IMAGENET_CROP_RATIO, MIN_SIZE, View, check_crop_ratio
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # GluonCV model-zoo names
-MIN_SIZE, MAX_SIZE = 8, 4096  # input sizes in px a config may ask for
-# The share of the short side the val view keeps (fashionai.data.transforms). ImageNet's 0.875
-# (resize 256, crop 224: GluonCV, the Gluon FashionAI tutorial) is what every run made before
-# `crop_ratio` was a setting used: a config without the key is read as 0.875, so an older run is
-# predicted on the views it was trained on. New runs default to 1.0 (TrainConfig.crop_ratio).
-IMAGENET_CROP_RATIO = 0.875
+MAX_SIZE = 4096  # the largest input size in px a config may ask for (the smallest: core.view.MIN_SIZE)
+# The share of the short side the val view keeps (core.view.View). ImageNet's 0.875 is what every run
+# made before `crop_ratio` was a setting used: a config without the key is read as 0.875, so an older
+# run is predicted on the views it was trained on. New runs default to 1.0 (TrainConfig.crop_ratio).
 # What a run's config.json means where it lacks a key, because the run predates the setting: the
 # value the run was made with, not today's default (read by RunInfo and by TrainConfig.of_run).
 RUN_LEGACY = {"crop_ratio": IMAGENET_CROP_RATIO}
@@ -35,13 +34,6 @@ RUN_LEGACY = {"crop_ratio": IMAGENET_CROP_RATIO}
 # on average): the best epoch is picked on a val split of a few images per class, and the cosine
 # schedule ends at LR 0. `evaluate --run` keeps scoring the best epoch's (what training reported).
 DEFAULT_WHICH = "last"
-
-
-def check_crop_ratio(crop_ratio: float) -> float:
-    """`crop_ratio` if it is a share in (0, 1]; ValueError otherwise."""
-    if isinstance(crop_ratio, bool) or not isinstance(crop_ratio, (int, float)) or not 0 < crop_ratio <= 1:
-        raise ValueError(f"crop_ratio must be a number in (0, 1], got {crop_ratio!r}")
-    return float(crop_ratio)
 
 
 @dataclass(frozen=True)
@@ -54,8 +46,13 @@ class RunInfo:
     data_shape: int
     num_classes: int
     prepared: Path
+    crop_ratio: float  # RUN_LEGACY's for a run that predates the setting (`from_config`)
     name: str = ""
-    crop_ratio: float = IMAGENET_CROP_RATIO
+
+    @property
+    def view(self) -> View:
+        """The view the run's net was trained and is predicted on."""
+        return View(self.data_shape, self.crop_ratio)
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunInfo:
@@ -104,8 +101,8 @@ class RunInfo:
             crop_ratio = check_crop_ratio({**RUN_LEGACY, **config}["crop_ratio"])
         except ValueError:
             raise bad("crop_ratio", "is not a share of the short side in (0, 1]") from None
-        return cls(Path(run_dir), task, model, size, k, Path(prepared), name if isinstance(name, str) else "",
-                   crop_ratio)
+        return cls(Path(run_dir), task, model, size, k, Path(prepared), crop_ratio,
+                   name if isinstance(name, str) else "")
 
     def weights(self, which: str = "best") -> Path:
         """`<which>.params` of the run; FileNotFoundError when it has none yet."""

@@ -5,15 +5,15 @@ bottleneck (~190 full-size images/s per core). Packing resizes every image once 
 `short_side`) into one `.rec` file per split, which MXNet's C++ `mx.io.ImageRecordIter` decodes and
 augments in native threads (fashionai.data.recordio, which also documents the four files of a pack).
 
-Short side: 256 by default = `transforms.resize_size(224, 0.875)`, the evaluation resize of 224 px
+Short side: 256 by default = `View(224, 0.875).short` (core.view), the evaluation resize of 224 px
 input at ImageNet's crop ratio (at the default crop_ratio 1.0 the val view resizes a 256 px pack to
 224, as the folder path resizes the original), so the val view of a pack matches the folder path's
 up to one JPEG re-encode and that second resize. Training
 crops (random-resized, area >= min_scale) are then cut from a 256 px image instead of the full-size
 one: small crops are upsampled more, a deliberate trade of some detail for a ~4x cheaper decode of
 512 px originals (im2rec resizes every image, so smaller ones are upsampled). For larger inputs
-pack at least `resize_size(data_shape, crop_ratio)` (e.g. 384 for 336 px at 0.875); training warns when the pack is
-smaller than that.
+pack at least the run's `view.short` (e.g. 384 for 336 px at 0.875); training warns when the pack is smaller
+than that.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from fashionai.data.recordio import FORMAT, SPLITS, PackFiles, fingerprint, list
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHORT_SIDE = 256  # resize_size(224, 0.875): see the module docstring
+DEFAULT_SHORT_SIDE = 256  # View(224, 0.875).short: see the module docstring
 DEFAULT_QUALITY = 90
 SHOWN_EXAMPLES = 10
 

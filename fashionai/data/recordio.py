@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.core.tasks import num_classes
+from fashionai.core.view import View
 from fashionai.data.loaders import AUTO_WORKERS, record_threads
-from fashionai.data.transforms import MEAN, STD, resize_size
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -170,13 +169,12 @@ class RecordSplit:
     def __len__(self) -> int:
         return len(self.items)
 
-    def check_size(self, data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO) -> None:
+    def check_size(self, view: View) -> None:
         """Warn when the pack is smaller than the evaluation resize: every view gets upsampled."""
-        short = resize_size(data_shape, crop_ratio)
-        if self.meta["short_side"] < short:
+        if self.meta["short_side"] < view.short:
             log.warning("%s/%s was packed at short side %d px, below the %d px that %d px input resizes to: "
                         "images are upsampled; `fashionai pack --short-side %d` keeps their detail",
-                        self.task, self.split, self.meta["short_side"], short, data_shape, short)
+                        self.task, self.split, self.meta["short_side"], view.short, view.size, view.short)
 
 
 def part_sizes(count: int, parts: int) -> list[int]:
@@ -186,23 +184,23 @@ def part_sizes(count: int, parts: int) -> list[int]:
     return [max(0, min(count, (r + 1) * step) - r * step) for r in range(parts)]
 
 
-def record_iter_args(data_shape: int, *, train: bool, augment: str = "crop", crop_ratio: float = IMAGENET_CROP_RATIO,
-                     min_scale: float = 0.08, jitter: float = 0.0, lighting: float = 0.0) -> dict:
+def record_iter_args(view: View, *, train: bool, augment: str = "crop", min_scale: float = 0.08,
+                     jitter: float = 0.0, lighting: float = 0.0) -> dict:
     """ImageRecordIter options matching `train_transform` / `eval_transform`: for training `crop`
-    (resize the short side to data_shape / crop_ratio, a random crop anywhere, mirror) or `imagenet`
+    (resize the short side to `view.short`, a random crop anywhere, mirror) or `imagenet`
     (GluonCV train_imagenet.py `--use-rec`: random resized crop, area [min_scale, 1], aspect
     [3/4, 4/3], mirror; MXNet's C++ crop falls back to a centre crop when a draw does not fit, as
     the folder path's FittedResizedCrop does not), colour jitter and PCA lighting; for evaluation
-    the short side resized to data_shape / crop_ratio and a centre crop; both normalised with MEAN / STD
-    on 0..255."""
-    args = dict(data_shape=(3, data_shape, data_shape),
-                **{f"mean_{c}": 255 * m for c, m in zip("rgb", MEAN)},
-                **{f"std_{c}": 255 * s for c, s in zip("rgb", STD)})
+    the short side resized to `view.short` and a centre crop; both normalised with the view's mean /
+    std on 0..255."""
+    args = dict(data_shape=(3, view.size, view.size),
+                **{f"mean_{c}": 255 * m for c, m in zip("rgb", view.mean)},
+                **{f"std_{c}": 255 * s for c, s in zip("rgb", view.std)})
     if not train:
-        return {**args, "resize": resize_size(data_shape, crop_ratio)}
+        return {**args, "resize": view.short}
     colour = {"brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
     if augment == "crop":
-        return {**args, "resize": resize_size(data_shape, crop_ratio), "rand_crop": True, "rand_mirror": True, **colour}
+        return {**args, "resize": view.short, "rand_crop": True, "rand_mirror": True, **colour}
     return {**args, "random_resized_crop": True, "min_random_area": min_scale, "max_random_area": 1.0,
             "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True, **colour}
 
@@ -223,7 +221,7 @@ class RecordLoader:
 
     shard_sampler = None  # the folder loader's distributed sampler; a part_index does that here
 
-    def __init__(self, split: RecordSplit, batch_size: int, *, train: bool, data_shape: int,
+    def __init__(self, split: RecordSplit, batch_size: int, *, train: bool, view: View,
                  threads: int, seed: int = 0, rank: int = 0, num_workers: int = 1, **augment: float):
         import mxnet as mx
 
@@ -238,7 +236,7 @@ class RecordLoader:
             preprocess_threads=threads, shuffle=train, seed=seed, num_parts=num_workers if train else 1,
             part_index=rank if train else 0, round_batch=False, verbose=False,
             device_id=0 if mx.context.num_gpus() else -1,  # pinned host memory only where a GPU reads it
-            **record_iter_args(data_shape, train=train, **augment))
+            **record_iter_args(view, train=train, **augment))
         self._fresh = True  # a new iterator is already at the start (and prefetching)
 
     def __len__(self) -> int:
@@ -261,11 +259,11 @@ class RecordLoader:
 
 
 def record_loader(prepared: str | Path, task: str, split: str, batch_size: int, *, train: bool,
-                  data_shape: int, workers: int = AUTO_WORKERS, seed: int = 0, rank: int = 0,
+                  view: View, workers: int = AUTO_WORKERS, seed: int = 0, rank: int = 0,
                   num_workers: int = 1, **augment: float) -> RecordLoader:
-    """RecordLoader over `<prepared>/<task>/<split>.rec`, refusing a missing or stale pack."""
+    """RecordLoader over `<prepared>/<task>/<split>.rec` at `view`, refusing a missing or stale pack."""
     split_data = RecordSplit(prepared, task, split)
-    split_data.check_size(data_shape, augment.get("crop_ratio", IMAGENET_CROP_RATIO))
-    return RecordLoader(split_data, batch_size, train=train, data_shape=data_shape,
+    split_data.check_size(view)
+    return RecordLoader(split_data, batch_size, train=train, view=view,
                         threads=record_threads(workers), seed=seed, rank=rank, num_workers=num_workers,
                         **augment)

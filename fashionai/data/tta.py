@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fashionai.core.runinfo import IMAGENET_CROP_RATIO
-from fashionai.data.transforms import MEAN, STD, resize_size
+from fashionai.core.view import View
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -127,14 +126,12 @@ class ImageDecodeError(ValueError):
         self.failures = failures
 
 
-def check_scales(scales: Sequence[int] | None, data_shape: int, crop_ratio: float = IMAGENET_CROP_RATIO
-                 ) -> list[int]:
-    """The short-side sizes to predict at (default: the evaluation transform's at the run's
-    `crop_ratio`); each >= data_shape."""
-    scales = [resize_size(data_shape, crop_ratio)] if not scales else [int(s) for s in scales]
-    small = [s for s in scales if s < data_shape]
+def check_scales(scales: Sequence[int] | None, view: View) -> list[int]:
+    """The short-side sizes to predict at (none given: the val view's, `view.short`); each >= view.size."""
+    scales = [view.short] if not scales else [int(s) for s in scales]
+    small = [s for s in scales if s < view.size]
     if small:
-        raise ValueError(f"TTA scales {small} are smaller than the crop size {data_shape}")
+        raise ValueError(f"TTA scales {small} are smaller than the crop size {view.size}")
     return scales
 
 
@@ -148,11 +145,11 @@ def load_image(path: str | Path) -> mx.nd.NDArray:
     return image
 
 
-def image_views(image: mx.nd.NDArray, scales: Sequence[int], crop: int, mode: str) -> mx.nd.NDArray:
-    """(H, W, 3) uint8 -> (S * V, 3, crop, crop) float32, normalised: for each scale, the short side
-    resized to it (as the evaluation transform does), then the V views of `mode` (`view_boxes`) cut
-    from the whole resized image, corners included, as training's random crops are
-    (transforms.RandomCropAtEvalScale).
+def image_views(image: mx.nd.NDArray, scales: Sequence[int], view: View, mode: str) -> mx.nd.NDArray:
+    """(H, W, 3) uint8 -> (S * V, 3, view.size, view.size) float32, normalised with the view's mean / std:
+    for each scale, the short side resized to it (as the evaluation transform does), then the V views
+    of `mode` (`view_boxes`) cut from the whole resized image, corners included, as training's random
+    crops are (transforms.RandomCropAtEvalScale).
 
     The resized image is normalised once and the views cut from it: the same numbers as
     normalising each view (the normalisation is per pixel), at a fraction of the work for ten
@@ -162,12 +159,12 @@ def image_views(image: mx.nd.NDArray, scales: Sequence[int], crop: int, mode: st
     per_scale = []
     for scale in scales:
         resized = mx.nd.image.resize(image, size=scale, keep_ratio=True, interp=1)
-        chw = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=MEAN, std=STD).asnumpy()
-        per_scale.append(_cut(chw.transpose(1, 2, 0), mode, crop).transpose(0, 3, 1, 2))
+        chw = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=view.mean, std=view.std).asnumpy()
+        per_scale.append(_cut(chw.transpose(1, 2, 0), mode, view.size).transpose(0, 3, 1, 2))
     return mx.nd.array(np.ascontiguousarray(np.concatenate(per_scale)), dtype=np.float32)
 
 
-def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
+def load_views(paths: Sequence, scales: Sequence[int], view: View, mode: str
                ) -> tuple[list[mx.nd.NDArray], list[tuple[str, str]]]:
     """Each decodable image's `image_views` (normalised, ready for the net), and (path, reason) of
     every image that is not."""
@@ -180,5 +177,5 @@ def load_views(paths: Sequence, scales: Sequence[int], crop: int, mode: str
         except mx.base.MXNetError as err:
             failures.append((str(path), str(err).strip().splitlines()[-1]))
             continue
-        stacks.append(image_views(image, scales, crop, mode))
+        stacks.append(image_views(image, scales, view, mode))
     return ([] if failures else stacks), failures

@@ -5,11 +5,12 @@ Files written to `<out>` (default `<run_dir>/export/`), `<stem>` being the run's
   with `gluon.SymbolBlock.imports(symbol, ["data"], params)` or `load_exported(out)`;
 - `<stem>.onnx` with `onnx=True` (`mx.onnx.export_model`; needs the `onnx` extra);
 - `model.json`: what a deployer needs besides the graph: task, class names in index order, input
-  name / shape / layout, the preprocessing (resize rule, MEAN / STD) and the output's meaning.
+  name / shape / layout, the preprocessing (the run's `View`: resize rule, mean / std) and the output's
+  meaning.
 
 The graph ends in a softmax: its output `probabilities` is (N, K) class probabilities (rows sum to
 1), the same numbers `fashionai predict --tta none` gives, not logits. Its input `data` is
-(N, 3, S, S) float32 RGB, preprocessed as `fashionai.data.transforms.eval_transform(S)` does. A `null`
+(N, 3, S, S) float32 RGB, preprocessed as `fashionai.data.transforms.eval_transform(run.view)` does. A `null`
 batch in model.json's shapes means any batch (the ONNX input's first dimension is dynamic); the
 symbol takes any batch. The export is built in a folder beside `out` and swapped in whole.
 """
@@ -27,7 +28,6 @@ import numpy as np
 from fashionai.core.io import building, check_replaceable, write_json
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
-from fashionai.data.transforms import MEAN, STD, resize_size
 from fashionai.model import load_run
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def _sidecar(run: RunInfo, which: str, stem: str, batch_size: int | None, onnx_o
     """The deployer's description of the exported graph (written as model.json)."""
     import mxnet as mx
 
-    size, short = run.data_shape, resize_size(run.data_shape, run.crop_ratio)
+    view = run.view
+    size, short = view.size, view.short
     classes = list(class_names(run.task))
     files = {"symbol": f"{stem}-symbol.json", "params": f"{stem}-0000.params"}
     if onnx_opset is not None:
@@ -90,7 +91,7 @@ def _sidecar(run: RunInfo, which: str, stem: str, batch_size: int | None, onnx_o
                   "dtype": "float32", "channels": "RGB"},
         "preprocess": {
             "resize_short_side": short, "keep_ratio": True, "interpolation": "bilinear",
-            "center_crop": size, "scale": 1 / 255, "mean": list(MEAN), "std": list(STD),
+            "center_crop": size, "scale": 1 / 255, "mean": list(view.mean), "std": list(view.std),
             "rule": f"decode RGB, resize the short side to {short} (bilinear, keep ratio), "
                     f"centre-crop {size}x{size}, x / 255, then (x - mean) / std per channel, HWC -> CHW",
         },
@@ -152,7 +153,7 @@ def export_run(
     out = Path(out) if out is not None else Path(run_dir) / "export"
     check_replaceable(out, SIDECAR, overwrite, "an export (fashionai export)")
     net, run = load_run(run_dir, mx.cpu(), which)
-    stem, size = run.task, run.data_shape  # validated: a task name is never a path
+    stem, size = run.task, run.view.size  # validated: a task name is never a path
     model = _with_softmax(net)
     model.hybridize(static_alloc=True, static_shape=True)
     model(mx.nd.zeros((batch_size or 1, 3, size, size))).wait_to_read()

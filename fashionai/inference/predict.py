@@ -1,7 +1,6 @@
 """Class probabilities (softmax) of a trained net for a list of images, with TTA, on any contexts.
 
-Preprocessing, per scale `s` (default `transforms.resize_size(data_shape, crop_ratio)`, the evaluation
-transform's at the run's crop ratio):
+Preprocessing, per scale `s` (default `view.short`, the evaluation transform's for the run's `View`):
 decode with OpenCV (`mx.image.imread`, RGB), resize the short side to `s` with the same operator
 and interpolation as the evaluation transform (`transforms.Resize(s, keep_ratio=True)`), then cut
 the TTA mode's views from the whole resized image (`data.tta.image_views`); the views of all images
@@ -27,8 +26,8 @@ from tqdm import tqdm
 
 from fashionai.core.annotations import read_questions
 from fashionai.core.devices import context_list, resolve_devices
-from fashionai.core.runinfo import IMAGENET_CROP_RATIO
 from fashionai.core.tasks import check_task
+from fashionai.core.view import View
 from fashionai.data.tta import ImageDecodeError, check_scales, load_views, num_views, reduce_views
 from fashionai.inference.nets import load_net, precision_of
 
@@ -54,11 +53,11 @@ def _forward(net, stacks: list, ctx: list) -> np.ndarray:
 
 
 def predict_views(
-    net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
-    scales: Sequence[int] | None = None, batch_size: int = 32, crop_ratio: float = IMAGENET_CROP_RATIO,
+    net, paths: Sequence[str | Path], *, view: View, ctx, tta: str = "none",
+    scales: Sequence[int] | None = None, batch_size: int = 32,
 ) -> np.ndarray:
-    """(N, S * V, K) probabilities of every view of every image (`data.tta` order), rows in `paths`
-    order. Every undecodable image is collected and reported in one ImageDecodeError (after the
+    """(N, S * V, K) probabilities of every view of every image (`data.tta` order, cut and normalised
+    as `view` says), rows in `paths` order. Every undecodable image is collected and reported in one ImageDecodeError (after the
     first failure the net is no longer run).
 
     A plain net is hybridized here (static_alloc, static_shape); one from `nets.load_net` is
@@ -67,7 +66,7 @@ def predict_views(
     ctx = context_list(ctx)
     if not paths:
         raise ValueError("no images to predict")
-    scales = check_scales(scales, data_shape, crop_ratio)
+    scales = check_scales(scales, view)
     views = num_views(tta) * len(scales)
     per_step = max(1, batch_size // views) * len(ctx)
     if precision_of(net) is None:
@@ -75,7 +74,7 @@ def predict_views(
     results, failures = [], []
     with tqdm(total=len(paths), unit="img", desc=f"predict ({tta})", leave=False) as bar:
         for start in range(0, len(paths), per_step):
-            stacks, bad = load_views(paths[start:start + per_step], scales, data_shape, tta)
+            stacks, bad = load_views(paths[start:start + per_step], scales, view, tta)
             failures += bad
             if not failures:
                 probs = _forward(net, stacks, ctx)
@@ -87,17 +86,15 @@ def predict_views(
 
 
 def predict_paths(
-    net, paths: Sequence[str | Path], *, data_shape: int, ctx, tta: str = "none",
+    net, paths: Sequence[str | Path], *, view: View, ctx, tta: str = "none",
     scales: Sequence[int] | None = None, reduce: str = "mean", batch_size: int = 32,
-    crop_ratio: float = IMAGENET_CROP_RATIO,
 ) -> np.ndarray:
     """(N, K) probabilities, rows in `paths` order: `predict_views` reduced over each image's views.
 
     `tta` defaults to the evaluation transform's single view: this is the primitive that a run's
     prediction (`predict_run`) builds on.
     """
-    views = predict_views(net, paths, data_shape=data_shape, ctx=ctx, tta=tta, scales=scales,
-                          batch_size=batch_size, crop_ratio=crop_ratio)
+    views = predict_views(net, paths, view=view, ctx=ctx, tta=tta, scales=scales, batch_size=batch_size)
     return reduce_views(views.reshape(-1, views.shape[-1]), views.shape[1], reduce)
 
 
@@ -116,8 +113,7 @@ def predict_run(
     log.info("predicting %d images with %s (%s, %s) on %s, tta %s", len(image_paths), run_dir, which, precision,
              ctx, tta)
     return predict_paths(
-        net, image_paths, data_shape=run.data_shape, ctx=ctx, tta=tta, scales=scales,
-        reduce=reduce, batch_size=batch_size, crop_ratio=run.crop_ratio,
+        net, image_paths, view=run.view, ctx=ctx, tta=tta, scales=scales, reduce=reduce, batch_size=batch_size,
     )
 
 

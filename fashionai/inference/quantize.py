@@ -49,7 +49,7 @@ def int8_settings(run: RunInfo, *, calib_images: int = CALIB_IMAGES, calib_mode:
     import mxnet as mx
 
     return {"calib_mode": calib_mode, "calib_images": calib_images, "seed": seed, "quantized_dtype": "auto",
-            "exclude_layers_match": list(exclude), "data_shape": run.data_shape, "crop_ratio": run.crop_ratio,
+            "exclude_layers_match": list(exclude), "data_shape": run.view.size, "crop_ratio": run.view.crop_ratio,
             "mxnet": mx.__version__}
 
 
@@ -69,7 +69,7 @@ def calibration_batch(run: RunInfo, count: int = CALIB_IMAGES, seed: int = CALIB
     if not files:
         raise FileNotFoundError(f"{train}: no training images to calibrate int8 on")
     random.Random(seed).shuffle(files)
-    transform = eval_transform(run.data_shape, run.crop_ratio)
+    transform = eval_transform(run.view)
     return mx.nd.stack(*[transform(mx.image.imread(str(f))) for f in files[:count]])
 
 

@@ -4,12 +4,11 @@ run's own val split, and the table that shows why.
 `compare_precisions` measures every precision the machine can run (fashionai.inference.nets):
 img/s on a fixed batch, val official AP, agreement with fp32. `choose_precision` takes the fastest
 whose val mAP stays within `MAP_TOLERANCE` of fp32's and caches the decision in
-`<run>/precision.json`, keyed by the weights, devices, CPU and MXNet version.
+`<run>/precision.json` (fashionai.pipeline.measured), keyed by the weights, devices, CPU and MXNet version.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,13 +21,14 @@ import numpy as np
 
 from fashionai.core.cpu import machine_name
 from fashionai.core.devices import resolve_devices
-from fashionai.core.io import params_fingerprint, write_json
+from fashionai.core.io import params_fingerprint
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
 from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
 from fashionai.inference.predict import predict_paths
+from fashionai.pipeline.measured import read_choice, save_choice
 from fashionai.scoring.scores import evaluate_predictions
 from fashionai.scoring.tables import format_table, save_table
 
@@ -98,7 +98,7 @@ def _fixed_batch(images: Sequence[Path], run: RunInfo, batch_size: int, ctx) -> 
     """(batch_size, 3, S, S) evaluation views of the first val images, repeated to fill the batch."""
     import mxnet as mx
 
-    transform = eval_transform(run.data_shape, run.crop_ratio)
+    transform = eval_transform(run.view)
     views = [transform(mx.image.imread(str(p))) for p in images[:batch_size]]
     return mx.nd.stack(*[views[i % len(views)] for i in range(batch_size)]).as_in_context(ctx)
 
@@ -148,10 +148,9 @@ def compare_precisions(
             continue
         try:
             net, _ = load_net(run_dir, name, ctx=ctx, which=which)
-            view = dict(data_shape=run.data_shape, crop_ratio=run.crop_ratio, ctx=ctx, tta="none",
-                        batch_size=batch_size)
-            probs[name] = predict_paths(net, images, **view)
-            probe_probs[name] = predict_paths(net, probe, **view) if probe else probs[name]
+            how = dict(view=run.view, ctx=ctx, tta="none", batch_size=batch_size)
+            probs[name] = predict_paths(net, images, **how)
+            probe_probs[name] = predict_paths(net, probe, **how) if probe else probs[name]
         except (ValueError, OSError, mx.base.MXNetError) as err:  # e.g. int8 without train images
             if name == "fp32":
                 raise
@@ -240,13 +239,6 @@ def _decision_key(params: Path, ctx: Sequence, tolerance: float) -> dict:
             "tolerance": tolerance, "mxnet": mx.__version__}
 
 
-def _same_key(saved: dict, key: dict) -> bool:
-    """The params file's name and content (SHA-1) and everything else but its mtime must match."""
-    def strip(k: dict) -> dict:
-        return {**k, "params": {f: k.get("params", {}).get(f) for f in ("file", "sha1")}}
-    return strip(saved) == strip(key)
-
-
 def _val_missing(run_dir: Path) -> str:
     """Why the run's val split cannot be measured ('' when it can)."""
     try:
@@ -266,11 +258,8 @@ def cached_decision(run_dir: str | Path, *, devices: str = "auto", which: str = 
     path, params = run_dir / DECISION_FILE, run_dir / f"{which}.params"
     if not path.is_file() or not params.is_file():
         return None
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if not _same_key(saved.get("key", {}), _decision_key(params, resolve_devices(devices), tolerance)):
+    saved = read_choice(path, _decision_key(params, resolve_devices(devices), tolerance))
+    if saved is None:
         return None
     log.info("precision auto: %s for %s (cached in %s: %s)", saved["precision"], run_dir, path, saved["reason"])
     return Decision(saved["precision"], saved["reason"], saved.get("table", []), cached=True)
@@ -309,9 +298,8 @@ def choose_precision(
         return Decision("fp32", f"val split not available ({missing}); fp32 without measuring")
     table = compare_precisions(run_dir, devices=devices, batch_size=batch_size, which=which)
     chosen, why = pick_precision(table, tolerance)
-    saved = {"precision": chosen, "reason": why, "key": key, "batch_size": batch_size,
-             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "table": table}
-    write_json(path, saved)
+    save_choice(path, {"precision": chosen, "reason": why, "batch_size": batch_size,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "table": table}, key)
     log.info("precision auto: %s for %s: %s (saved in %s)", chosen, run_dir, why, path)
     return Decision(chosen, why, table)
 

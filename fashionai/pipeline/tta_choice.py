@@ -4,12 +4,12 @@ All four modes are scored from one pass: ten-crop's views hold the others (`none
 `flip` views 0 and 5, `five-crop` views 0-4), so each image is run once with 10 views and every
 mode's val official AP follows by averaging subsets. The mode with the highest val AP wins; ties
 go to fewer views, so `auto` is never worse than `none` on the val split. The choice is cached in
-`<run>/tta.json`, keyed by the weights file's content (SHA-1) and the input size.
+`<run>/tta.json` (fashionai.pipeline.measured), keyed by the weights file's content (SHA-1) and the
+run's view (input size, crop ratio).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from fashionai.core.devices import resolve_devices
-from fashionai.core.io import params_fingerprint, write_json
+from fashionai.core.io import params_fingerprint
 from fashionai.core.metrics import official_ap
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.manifest import split_images
 from fashionai.data.tta import TTA_MODES, check_mode
 from fashionai.inference.nets import load_net
 from fashionai.inference.predict import predict_views
+from fashionai.pipeline.measured import KEY_PARAMS, read_choice, save_choice
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,13 @@ def choose_tta(run_dir: str | Path, *, which: str = "best", devices: str = "auto
                refresh: bool = False) -> TtaDecision:
     """The TTA mode with the best val AP on the run's own val split (fp32), measured once and cached."""
     run = RunInfo.read(run_dir)
-    key = {"params": {k: v for k, v in params_fingerprint(run.weights(which)).items() if k in ("file", "sha1")},
-           "data_shape": run.data_shape, "crop_ratio": run.crop_ratio}
+    key = {"params": {k: v for k, v in params_fingerprint(run.weights(which)).items() if k in KEY_PARAMS},
+           "data_shape": run.view.size, "crop_ratio": run.view.crop_ratio}
     path = run.run_dir / DECISION_FILE
-    if path.is_file() and not refresh:
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            log.info("tta auto: %s for %s (cached in %s: %s)", saved["mode"], run.run_dir, path, saved["reason"])
-            return TtaDecision(saved["mode"], saved["reason"], saved.get("scores", {}), cached=True)
+    saved = None if refresh else read_choice(path, key)
+    if saved is not None:
+        log.info("tta auto: %s for %s (cached in %s: %s)", saved["mode"], run.run_dir, path, saved["reason"])
+        return TtaDecision(saved["mode"], saved["reason"], saved.get("scores", {}), cached=True)
     try:
         images, labels = split_images(run.prepared, run.task, "val")
     except (FileNotFoundError, ValueError) as err:
@@ -83,11 +83,10 @@ def choose_tta(run_dir: str | Path, *, which: str = "best", devices: str = "auto
         return TtaDecision("none", f"val split not available ({err}); the single view without measuring")
     ctx = resolve_devices(devices)
     net, _ = load_net(run.run_dir, "fp32", ctx=ctx, which=which)
-    views = predict_views(net, images, data_shape=run.data_shape, ctx=ctx, tta="ten-crop", batch_size=batch_size,
-                          crop_ratio=run.crop_ratio)
+    views = predict_views(net, images, view=run.view, ctx=ctx, tta="ten-crop", batch_size=batch_size)
     scores = mode_scores(views, labels)
     mode, why = pick_tta(scores)
-    write_json(path, {"mode": mode, "reason": why, "scores": scores, "key": key})
+    save_choice(path, {"mode": mode, "reason": why, "scores": scores}, key)
     log.info("tta auto: %s for %s: %s (saved in %s)", mode, run.run_dir, why, path)
     return TtaDecision(mode, why, scores)
 

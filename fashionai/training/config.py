@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashionai.core.runinfo import RUN_LEGACY, check_crop_ratio
+from fashionai.core.runinfo import RUN_LEGACY
 from fashionai.core.tasks import check_task, expand_tasks, num_classes
+from fashionai.core.view import View
 from fashionai.data.transforms import AUGMENTS
 from fashionai.data.tta import TTA_MODES
 from fashionai.training.distributed import is_distributed
@@ -116,6 +117,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def view(self) -> View:
+        """The view the run trains its val metrics and predicts on (ValueError if it cannot be one)."""
+        return View(self.data_shape, self.crop_ratio)
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
@@ -165,7 +171,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"{key} must be one of {allowed}, got {getattr(config, key)!r}")
     if config.epochs < 1 or config.batch_size < 1 or config.data_shape < 8:
         raise ValueError("epochs and batch_size must be >= 1 and data_shape >= 8")
-    check_crop_ratio(config.crop_ratio)
+    config.view  # building the View refuses a crop ratio outside (0, 1]
     if not 0 < config.min_scale <= 1 or not 0 <= config.label_smoothing < 1 or config.mixup < 0:
         raise ValueError("min_scale must be in (0, 1], label_smoothing in [0, 1), mixup >= 0")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs:
@@ -257,9 +263,8 @@ def check_input(config: TrainConfig) -> None:
 
 
 def augmentation(config: TrainConfig) -> dict:
-    """The training augmentation's settings, as the folder and RecordIO loaders take them."""
-    return dict(augment=config.augment, crop_ratio=config.crop_ratio, min_scale=config.min_scale,
-                jitter=config.jitter, lighting=config.lighting)
+    """The training augmentation's settings besides the view, as the folder and RecordIO loaders take them."""
+    return dict(augment=config.augment, min_scale=config.min_scale, jitter=config.jitter, lighting=config.lighting)
 
 
 # Settings a resume may give anew without changing what the run computes: where and how fast it

@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fashionai.core.io import atomic_save, sha1_of
+from fashionai.core.view import View
 from fashionai.data.loaders import image_folder, split_dir
-from fashionai.data.transforms import resize_size
 from fashionai.data.tta import ImageDecodeError, load_views, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
@@ -105,13 +105,14 @@ def weights_id(pretrained: str, seed: int) -> str:
     return "file-" + image_key(pretrained)[:10]
 
 
-def cache_file(prepared: str | Path, model: str, data_shape: int, crop_ratio: float, weights: str, views: str,
-               dtype: str = "float32") -> Path:
+def cache_file(prepared: str | Path, model: str, view: View, weights: str, views: str, dtype: str = "float32"
+               ) -> Path:
     """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>[-<dtype>].npz`: features a
     BF16 graph computed differ from FP32's in the third digit, so each precision keeps its own file
     (FP32's name has no suffix, as before there was a choice)."""
     suffix = "" if dtype == "float32" else f"-{dtype}"
-    return Path(prepared) / CACHE_DIR / f"{model.lower()}-{data_shape}px-r{crop_ratio:g}-{weights}-{views}{suffix}.npz"
+    name = f"{model.lower()}-{view.size}px-r{view.crop_ratio:g}-{weights}-{views}{suffix}.npz"
+    return Path(prepared) / CACHE_DIR / name
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray]:
@@ -130,15 +131,14 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
     atomic_save(path, lambda tmp: np.savez(tmp, keys=np.array(keys), features=features))
 
 
-def _extract(block, paths: Sequence[Path], view: tuple[int, float], views: str, ctx) -> np.ndarray:
+def _extract(block, paths: Sequence[Path], view: View, views: str, ctx) -> np.ndarray:
     """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
     import mxnet as mx
 
-    (data_shape, crop_ratio), out, v = view, [], num_views(views)
+    out, v = [], num_views(views)
     for start in tqdm(range(0, len(paths), EXTRACT_BATCH), desc=f"features ({views})", unit="batch",
                       leave=False, disable=None):
-        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [resize_size(data_shape, crop_ratio)],
-                                      data_shape, views)
+        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [view.short], view, views)
         if failures:
             raise ImageDecodeError(failures)
         feats = block(mx.nd.concat(*stacks, dim=0).as_in_context(ctx)).asnumpy()
@@ -146,10 +146,9 @@ def _extract(block, paths: Sequence[Path], view: tuple[int, float], views: str, 
     return np.concatenate(out)
 
 
-def cached_features(block, paths: Sequence[Path], path: Path, view: tuple[int, float], views: str, ctx
-                    ) -> np.ndarray:
-    """(N, V, C) features of `paths` at `view` (data_shape, crop_ratio): read from the cache file, the
-    missing ones computed and added."""
+def cached_features(block, paths: Sequence[Path], path: Path, view: View, views: str, ctx) -> np.ndarray:
+    """(N, V, C) features of `paths` at `view`: read from the cache file, the missing ones computed and
+    added."""
     cache = load_cache(path)
     keys = [image_key(p) for p in paths]
     todo = sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
@@ -196,10 +195,10 @@ class HeadStage:
             net(mx.nd.zeros((1, 3, config.data_shape, config.data_shape), ctx=c))
         block = feature_block(net)
         weights = weights_id(config.pretrained, config.seed)
-        view = (config.data_shape, config.crop_ratio)
+        view = config.view
 
         def features(paths: Sequence[Path], views: str) -> np.ndarray:
-            path = cache_file(config.prepared, config.model, *view, weights, views, config.dtype)
+            path = cache_file(config.prepared, config.model, view, weights, views, config.dtype)
             return cached_features(block, paths, path, view, views, ctx[0])
 
         train = features(train_paths, config.cache_views)

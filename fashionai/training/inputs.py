@@ -30,15 +30,14 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train_set, _ = head.dataset(config.prepared, "train")
     val_set, val_labels = head.dataset(config.prepared, "val")
     step = config.batch_size * num_devices
-    augment = train_transform(config.data_shape, **augmentation(config))
+    augment = train_transform(config.view, **augmentation(config))
     train_labels = labels_of(train_set)
     sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
                if info.num_workers > 1 else None)
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
                         balanced=config.balance == "sampler", sampler=sampler)
     train.shard_sampler = sampler  # fit sets its epoch on a resume
-    val = make_loader(val_set, eval_transform(config.data_shape, config.crop_ratio), step, train=False,
-                      workers=config.workers)
+    val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return train, val, train_labels, val_labels
@@ -48,10 +47,10 @@ def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
     """make_loaders for `--input rec`: ImageRecordIter over the task's packs (fashionai pack); a
     distributed worker reads its part (`part_index`) of the training pack."""
     prepared, step = Path(config.prepared), config.batch_size * num_devices
-    common = dict(data_shape=config.data_shape, workers=config.workers, seed=config.seed)
+    common = dict(view=config.view, workers=config.workers, seed=config.seed)
     train = record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
                           num_workers=info.num_workers, **augmentation(config), **common)
-    val = record_loader(prepared, config.task, "val", step, train=False, crop_ratio=config.crop_ratio, **common)
+    val = record_loader(prepared, config.task, "val", step, train=False, **common)
     log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
              len(train.items), len(val.items), config.num_classes, record_threads(config.workers))
     return train, val, labels_of(train), label_strings(val, prepared, config.task)
