@@ -35,13 +35,12 @@ import shlex
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fashionai.core.heartbeat import BEAT_S, ROLE_VARIABLE
+from fashionai.core.heartbeat import BEAT_S, ROLE_VARIABLE, Heartbeats
 from fashionai.core.heartbeat import VARIABLE as HEARTBEAT_VARIABLE
 
 log = logging.getLogger(__name__)
@@ -238,81 +237,6 @@ def status_text(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit status {code}" + (" (ssh: the connection failed or went silent)" if code == 255 else "")
-
-
-@dataclass
-class Peer:
-    """What the launcher knows of one job process from its heartbeat connection."""
-
-    last: float
-    joining: float | None = None  # when it started to join the kvstore
-    joined: bool = False
-    closed: bool = False
-
-
-class Heartbeats:
-    """The launcher's end of the heartbeats (fashionai.core.heartbeat): accepts each process's
-    connection, answers every line it sends, and remembers when each was last heard."""
-
-    def __init__(self, host: str):
-        self.server = socket.create_server((host, 0))
-        self.address = f"{host}:{self.server.getsockname()[1]}"
-        self.peers: dict[str, Peer] = {}
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, name="heartbeat-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return  # closed: the job is over
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        name = ""
-        with conn, conn.makefile("rb") as lines:
-            for raw in lines:
-                words = raw.decode(errors="replace").strip().split(maxsplit=3)
-                with self.lock:
-                    if words[:1] == ["hello"] and len(words) == 4:
-                        name = words[3]
-                        self.peers[name] = Peer(time.monotonic())
-                    elif name:
-                        self._heard(self.peers[name], words[:1])
-                try:
-                    conn.sendall(b".")
-                except OSError:
-                    break
-        with self.lock:
-            if name:
-                self.peers[name].closed = True
-
-    @staticmethod
-    def _heard(peer: Peer, event: list[str]) -> None:
-        peer.last = time.monotonic()
-        if event == ["joining"]:
-            peer.joining = peer.last
-        elif event == ["joined"]:
-            peer.joined = True
-
-    def trouble(self, timeout_s: float) -> str | None:
-        """Why the job cannot go on, from the heartbeats: a process silent for `timeout_s`, or one
-        that has been joining the kvstore for that long; None while all is well."""
-        now = time.monotonic()
-        with self.lock:
-            for name, peer in self.peers.items():
-                if not peer.closed and now - peer.last > timeout_s:
-                    return (f"{name} went silent: no heartbeat for {now - peer.last:.0f} s (its host, or the "
-                            "network to it, is gone)")
-                if peer.joining is not None and not peer.joined and now - peer.joining > timeout_s:
-                    return (f"{name} did not join the job's kvstore within {timeout_s:.0f} s: can its host reach "
-                            "the scheduler, and the other hosts reach it? On a host with several network "
-                            "interfaces, give its address= (or interface=) in the hosts file")
-        return None
-
-    def close(self) -> None:
-        self.server.close()
 
 
 @dataclass

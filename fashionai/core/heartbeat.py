@@ -13,7 +13,8 @@ answer. Each side watches the other:
 A process also reports when it starts to join the kvstore and when it has joined, so that one
 that never joins (a wrong address on a host with several interfaces) is named after TIMEOUT too.
 
-One connection per process: the client is process-wide state by nature, like logging's handlers.
+Both ends are here: `Client` in each job process, `Heartbeats` in the launcher. One connection
+per process: the client is process-wide state by nature, like logging's handlers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +94,79 @@ def report(event: str) -> None:
     """Tell the launcher about a step it times (`joining`, `joined`); nothing outside a job."""
     if _client is not None:
         _client.send(event)
+
+
+# --- the launcher's end -------------------------------------------------------------------------
+@dataclass
+class Peer:
+    """What the launcher knows of one job process from its heartbeat connection."""
+
+    last: float
+    joining: float | None = None  # when it started to join the kvstore
+    joined: bool = False
+    closed: bool = False
+
+
+class Heartbeats:
+    """The launcher's end of the heartbeats (fashionai.core.heartbeat): accepts each process's
+    connection, answers every line it sends, and remembers when each was last heard."""
+
+    def __init__(self, host: str):
+        self.server = socket.create_server((host, 0))
+        self.address = f"{host}:{self.server.getsockname()[1]}"
+        self.peers: dict[str, Peer] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, name="heartbeat-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed: the job is over
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        name = ""
+        with conn, conn.makefile("rb") as lines:
+            for raw in lines:
+                words = raw.decode(errors="replace").strip().split(maxsplit=3)
+                with self.lock:
+                    if words[:1] == ["hello"] and len(words) == 4:
+                        name = words[3]
+                        self.peers[name] = Peer(time.monotonic())
+                    elif name:
+                        self._heard(self.peers[name], words[:1])
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    break
+        with self.lock:
+            if name:
+                self.peers[name].closed = True
+
+    @staticmethod
+    def _heard(peer: Peer, event: list[str]) -> None:
+        peer.last = time.monotonic()
+        if event == ["joining"]:
+            peer.joining = peer.last
+        elif event == ["joined"]:
+            peer.joined = True
+
+    def trouble(self, timeout_s: float) -> str | None:
+        """Why the job cannot go on, from the heartbeats: a process silent for `timeout_s`, or one
+        that has been joining the kvstore for that long; None while all is well."""
+        now = time.monotonic()
+        with self.lock:
+            for name, peer in self.peers.items():
+                if not peer.closed and now - peer.last > timeout_s:
+                    return (f"{name} went silent: no heartbeat for {now - peer.last:.0f} s (its host, or the "
+                            "network to it, is gone)")
+                if peer.joining is not None and not peer.joined and now - peer.joining > timeout_s:
+                    return (f"{name} did not join the job's kvstore within {timeout_s:.0f} s: can its host reach "
+                            "the scheduler, and the other hosts reach it? On a host with several network "
+                            "interfaces, give its address= (or interface=) in the hosts file")
+        return None
+
+    def close(self) -> None:
+        self.server.close()
