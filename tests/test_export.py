@@ -16,7 +16,7 @@ from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.core.view import MEAN, STD, View
 from fashionai.inference import predict
-from fashionai.inference.export import ONNX_INSTALL, export_run, load_exported, read_export
+from fashionai.inference.export import MARKER, ONNX_INSTALL, export_run, load_exported, read_export
 from fashionai.model import load_run
 
 TASK = "skirt_length_labels"  # the trained_run fixture's task, 32 px
@@ -40,7 +40,7 @@ def test_symbol_export_gives_the_gluon_probabilities(trained_run, tmp_path, whic
     files = export_run(trained_run, out, which=which)
     assert files == {"symbol": out / f"{TASK}-symbol.json", "params": out / f"{TASK}-0000.params",
                      "sidecar": out / "model.json"}
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in files.values())  # no temp left
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, *(p.name for p in files.values())])  # no temp left
     x = _batch(5)
     expected = _gluon_probs(trained_run, x, which)
     imported = mx.gluon.SymbolBlock.imports(str(files["symbol"]), ["data"], str(files["params"]))

@@ -205,3 +205,86 @@ def test_predict_reads_the_images_of_a_folder_and_refuses_one_without(trained_ru
     (tmp_path / "notes.txt").write_text("not an image")
     assert main(["predict", "--run", str(trained_run), "--images", str(tmp_path)]) == 2
     assert f"{tmp_path} is a folder with no .jpg/.jpeg/.png images in it" in caplog.text
+
+
+def test_export_replaces_only_its_own_folders_and_checks_its_files(trained_run, tmp_path):
+    import mxnet as mx
+
+    from fashionai.inference.export import export_run, load_exported
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "model.json").write_text("{}")  # some other tool's export
+    with pytest.raises(FileExistsError, match="has no .fashionai-export"):
+        export_run(trained_run, foreign, overwrite=True)
+    assert [p.name for p in foreign.iterdir()] == ["model.json"]
+    out = tmp_path / "export"
+    files = export_run(trained_run, out)
+    load_exported(out, mx.cpu())
+    _flip_bytes(files["params"])
+    with pytest.raises(ValueError, match=r"0000.params is not the file the export wrote \(its SHA-1 differs"):
+        load_exported(out, mx.cpu())
+
+
+def test_saved_probabilities_of_two_runs_with_one_name_never_share_a_file(trained_run, tmp_path):
+    import shutil
+
+    from fashionai.core.runinfo import RunInfo
+    from fashionai.pipeline.submit import probs_stem
+
+    a, b = tmp_path / "a" / TASK / "r", tmp_path / "b" / TASK / ("r" * 200)
+    shutil.copytree(trained_run, a)
+    shutil.copytree(trained_run, b)
+    stems = {probs_stem(RunInfo.read(run), "flip") for run in (a, b)}
+    assert len(stems) == 2 and all(len(s) < 120 for s in stems)  # distinct, and short enough for any disk
+
+
+def test_a_held_submission_folder_is_refused_before_any_prediction(trained_run, tmp_path, monkeypatch):
+    from fashionai.core.lock import FolderBusy, hold
+    from fashionai.pipeline import submit
+
+    monkeypatch.setattr(submit, "predict_resolved", lambda *a, **k: pytest.fail("must not predict"))
+    questions = tmp_path / "question.csv"
+    questions.write_text(f"Images/{TASK}/a.jpg,{TASK},?\n")
+    with hold(tmp_path / "sub", "a submission", command="the other submit"):
+        with pytest.raises(FolderBusy, match="in use by `the other submit`"):
+            submit.make_submission(questions, tmp_path / "sub", runs=[trained_run])
+
+
+def test_int8_calibration_reads_every_image_kind_the_prepared_root_holds(trained_run, tmp_path):
+    import shutil
+
+    import cv2
+
+    from fashionai.core.runinfo import RunInfo
+    from fashionai.inference.quantize import calibration_batch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    prepared = tmp_path / "prepared"
+    config = json.loads((run / "config.json").read_text())
+    train = prepared / TASK / "train"
+    for i, src in enumerate(sorted((Path(config["prepared"]) / TASK / "train").glob("*/*.jpg"))[:6]):
+        target = train / src.parent.name / f"img{i}{('.png', '.JPG', '.jpeg')[i % 3]}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target.with_suffix(".png")), cv2.imread(str(src)))
+        target.with_suffix(".png").rename(target)
+    (run / "config.json").write_text(json.dumps({**config, "prepared": str(prepared)}))
+    assert calibration_batch(RunInfo.read(run)).shape[0] == 6
+
+
+def test_pack_with_some_tasks_empty_says_which_tasks_to_pack(prepared_data, tmp_path):
+    import shutil
+
+    from fashionai.data import pack
+
+    root = tmp_path / "prepared"
+    shutil.copytree(prepared_data / TASK, root / TASK)
+    empty = "coat_length_labels"
+    for split in ("train", "val"):
+        for k in range(8):
+            (root / empty / split / str(k)).mkdir(parents=True)
+    with pytest.raises(ValueError) as err:
+        pack.pack(root, f"{TASK},{empty}", short_side=40, threads=2)
+    assert f"{empty}" in str(err.value) and "no images" in str(err.value)
+    assert str(err.value).endswith(f"fashionai pack --prepared {root} --tasks {TASK}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fashionai.cli.common import Handler, add_inference_flags, predict_kw, subparser
 from fashionai.core.annotations import read_questions
+from fashionai.core.io import check_writable
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.recordio import IMAGE_EXTENSIONS
@@ -59,6 +60,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     if args.answers:
         raise ValueError("--answers goes with --submission; --run scores the run's own val split")
+    check_writable(args.run)  # its reports go there: say so before predicting, not after
     if args.compare_precision:  # one measurement gives the table and auto's choice: both are saved
         decision = precision.choose_precision(args.run, devices=args.devices, batch_size=args.batch_size,
                                               refresh=True)

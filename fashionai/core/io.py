@@ -81,11 +81,27 @@ def sha1_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def text_id(text: str) -> str:
+    """A short, stable id of a text (8 hex digits of its SHA-1): names files after long paths."""
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 def params_fingerprint(path: Path) -> dict:
     """File name, size, mtime and SHA-1 of a params file: what a cache built from it is keyed by
     (the SHA-1 decides; a copied run keeps its caches, a retrained one does not)."""
     stat = path.stat()
     return {"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha1": sha1_of(path)}
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Make `folder` if needed and write (then remove) a file in it: an OSError naming it, before
+    any long work, rather than after (a read-only disk, a full one, no permission)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = _temp_name(folder / "write-check")
+    probe.write_bytes(b"")
+    probe.unlink()
+    return folder
 
 
 def json_safe(value: Any) -> Any:

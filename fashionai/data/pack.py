@@ -181,7 +181,7 @@ def pack(prepared: str | Path, tasks: str | Sequence[str] = "all", *, short_side
         names = tuple(t for t in names if (prepared / t).is_dir())
         if not names:
             raise FileNotFoundError(f"{prepared}: no prepared task folders of {tasks!r}")
-    metas, errors = [], []
+    metas, errors, failed = [], [], set()
     for task in names:
         for split in SPLITS:
             try:
@@ -189,8 +189,12 @@ def pack(prepared: str | Path, tasks: str | Sequence[str] = "all", *, short_side
                                         threads=threads))
             except ValueError as err:
                 errors.append(str(err))
+                failed.add(task)
     if errors:
-        raise ValueError("\n".join(errors))
+        ready = [t for t in names if t not in failed]
+        hint = (f"\nthe other tasks are packed; to pack only those next time: fashionai pack --prepared {prepared} "
+                f"--tasks {','.join(ready)}") if ready else ""
+        raise ValueError("\n".join(errors) + hint)
     return metas
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashionai.core.io import building, check_replaceable, write_json
+from fashionai.core.io import building, claiming, sha1_of, write_json, write_marker
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.model import load_run
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIDECAR = "model.json"
+MARKER = ".fashionai-export"  # written into every export folder; --overwrite replaces only such a folder
 FORMAT = "fashionai-export/1"
 INPUT_NAME = "data"  # HybridBlock.export names a single input `data`
 OUTPUT_NAME = "probabilities"
@@ -138,8 +139,10 @@ def export_run(
     """Write the run's net (with softmax) as symbol + params, `model.json`, and with `onnx` an ONNX
     file, into `out` (default `<run_dir>/export`); returns {"symbol", "params", "sidecar"[, "onnx"]: path}.
 
-    `out` must be new or empty; an earlier export (a folder with `model.json`) is replaced, whole,
-    only with `overwrite`, and any other folder (a run, the user's files) never. The export is built
+    `out` must be new or empty; an earlier export (a folder with the export's marker) is replaced,
+    whole, only with `overwrite`, and any other folder (a run, the user's files) never; a second
+    export into the same folder at the same time is refused (core.lock). `model.json` records the
+    SHA-1 of every file, and `load_exported` checks them. The export is built
     in a folder beside `out` and swapped in, so a failed export leaves `out` as it was.
     `batch_size` is the batch the graph is traced at and the ONNX input's batch dimension; None
     makes that dimension dynamic. The symbol file takes any batch either way.
@@ -151,17 +154,19 @@ def export_run(
     if onnx:
         _check_onnx()
     out = Path(out) if out is not None else Path(run_dir) / "export"
-    check_replaceable(out, SIDECAR, overwrite, "an export (fashionai export)")
-    net, run = load_run(run_dir, mx.cpu(), which)
-    stem, size = run.task, run.view.size  # validated: a task name is never a path
-    model = _with_softmax(net)
-    model.hybridize(static_alloc=True, static_shape=True)
-    model(mx.nd.zeros((batch_size or 1, 3, size, size))).wait_to_read()
-    with building(out) as tmp:
-        model.export(str(tmp / stem))
-        opset = _write_onnx(tmp, stem, size, batch_size) if onnx else None
-        sidecar = _sidecar(run, which, stem, batch_size, opset)
-        write_json(tmp / SIDECAR, sidecar)
+    with claiming(out, MARKER, overwrite, "an export (fashionai export)") as target:
+        net, run = load_run(run_dir, mx.cpu(), which)
+        stem, size = run.task, run.view.size  # validated: a task name is never a path
+        model = _with_softmax(net)
+        model.hybridize(static_alloc=True, static_shape=True)
+        model(mx.nd.zeros((batch_size or 1, 3, size, size))).wait_to_read()
+        with building(target) as tmp:
+            model.export(str(tmp / stem))
+            opset = _write_onnx(tmp, stem, size, batch_size) if onnx else None
+            sidecar = _sidecar(run, which, stem, batch_size, opset)
+            sidecar["sha1"] = {name: sha1_of(tmp / name) for name in sidecar["files"].values()}
+            write_json(tmp / SIDECAR, sidecar)
+            write_marker(tmp, MARKER, "export")
     written = {key: out / name for key, name in sidecar["files"].items()}
     written["sidecar"] = out / SIDECAR
     log.info("exported %s (%s, %s.params) to %s%s", run.model, run.task, which, out,
@@ -188,6 +193,10 @@ def load_exported(export_dir: str | Path, ctx: mx.Context | None = None) -> mx.g
 
     info = read_export(export_dir)
     folder = Path(export_dir)
+    for name, want in info.get("sha1", {}).items():  # exports made before they carried hashes have none
+        if sha1_of(folder / name) != want:
+            raise ValueError(f"{folder / name} is not the file the export wrote (its SHA-1 differs from "
+                             f"{folder / SIDECAR}'s): export the run again")
     with warnings.catch_warnings():  # imports() leaves the input's dtype to the params: harmless warning
         warnings.filterwarnings("ignore", message="Cannot decide type")
         net = mx.gluon.SymbolBlock.imports(str(folder / info["files"]["symbol"]), [info["input"]["name"]],

@@ -18,6 +18,7 @@ from fashionai.core.devices import context_list
 from fashionai.core.io import params_fingerprint, write_json
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.loaders import split_dir
+from fashionai.data.recordio import IMAGE_EXTENSIONS
 from fashionai.data.transforms import eval_transform
 from fashionai.model import load_run
 
@@ -65,7 +66,7 @@ def calibration_batch(run: RunInfo, count: int = CALIB_IMAGES, seed: int = CALIB
     import mxnet as mx
 
     train = split_dir(run.prepared, run.task, "train")
-    files = sorted(train.glob("*/*.jpg"))
+    files = sorted(f for f in train.glob("*/*") if f.suffix.lower() in IMAGE_EXTENSIONS)  # what training read
     if not files:
         raise FileNotFoundError(f"{train}: no training images to calibrate int8 on")
     random.Random(seed).shuffle(files)

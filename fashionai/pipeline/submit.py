@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashionai.core.annotations import read_questions
-from fashionai.core.io import building, check_replaceable, write_marker
+from fashionai.core.io import building, check_writable, claiming, text_id, write_marker
 from fashionai.core.runinfo import DEFAULT_WHICH, RunInfo
 from fashionai.inference.predict import question_images
 from fashionai.pipeline.resolve import predict_resolved
@@ -36,10 +36,17 @@ def _run_members(runs: Sequence[RunInfo], weights, questions_path, images_root, 
         names, files = question_images(questions_path, task, images_root)
         probs = predict_resolved(run.run_dir, files, **predict_kw)
         if save_dir is not None:
-            stem = "__".join((task, *run.run_dir.resolve().parts[-2:], predict_kw["tta"]))
-            save_probs(Path(save_dir) / stem, task, names, probs, run=str(run.run_dir), **predict_kw)
+            save_probs(Path(save_dir) / probs_stem(run, predict_kw["tta"]), task, names, probs, run=str(run.run_dir),
+                       **predict_kw)
         members.setdefault(task, []).append((probs, weight))
     return members
+
+
+def probs_stem(run: RunInfo, tta: str) -> str:
+    """The name of a run's saved probabilities: task, the run's name, the views, and a short hash of
+    the run's full path, so two runs of one name in different folders never share a file."""
+    where = run.run_dir.resolve()
+    return "__".join((run.task, where.name[:60], tta, text_id(str(where))))
 
 
 def _check_coverage(asked: Sequence[str], covered: Sequence[str]) -> None:
@@ -70,7 +77,15 @@ def make_submission(
     inputs = [("the question file", questions_path), ("the images root", images_root),
               ("the --save-probs folder", save_probs_dir)]
     inputs += [("the run", run) for run in runs] + [("the saved probabilities", p) for p in prob_files]
-    out = check_replaceable(out_dir, MARKER, overwrite, "a submission", inputs=inputs)
+    with claiming(out_dir, MARKER, overwrite, "a submission", inputs=inputs) as out:
+        return _submit(out, questions_path, runs, prob_files, weights, images_root, save_probs_dir, predict_kw)
+
+
+def _submit(out: Path, questions_path, runs, prob_files, weights, images_root, save_probs_dir, predict_kw
+            ) -> dict[str, int]:
+    """make_submission's work, once `out` is held."""
+    if save_probs_dir is not None:
+        check_writable(save_probs_dir)  # before any prediction, not after all of it
     questions = read_questions(questions_path)
     asked = list(dict.fromkeys(q.task for q in questions))
     sources = len(runs) + len(prob_files)
@@ -94,5 +109,5 @@ def make_submission(
         write_submission(rows, tmp / "submission.csv", questions_path)  # validates before writing
         write_task_files(rows, tmp)
         write_marker(tmp, MARKER, "submit")
-    log.info("wrote %s (%d rows, validated) and one file per task", Path(out_dir) / "submission.csv", len(rows))
+    log.info("wrote %s (%d rows, validated) and one file per task", out / "submission.csv", len(rows))
     return {t: len(members[t]) for t in asked}
