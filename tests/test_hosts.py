@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "skirt_length_labels"
 PREFIX = f"fa{os.getpid() % 100000}"
-A_IP, B_IP = "10.231.0.1", "10.231.0.2"
+A_IP, B_IP, B_OTHER_IP = "10.231.0.1", "10.231.0.2", "10.232.0.2"
 FAKE_SSH = """#!/bin/sh
 # ssh [-o OPTION]... [-p PORT] HOST COMMAND: COMMAND in HOST's namespace, environment as sshd gives it
 while [ $# -gt 2 ]; do case "$1" in -o|-p) shift 2;; *) break;; esac; done
@@ -47,6 +47,8 @@ def hosts(tmp_path_factory):
         _ip("link", "add", f"{PREFIX}va", "type", "veth", "peer", "name", f"{PREFIX}vb")
         _ip("link", "set", f"{PREFIX}va", "netns", na)
         _ip("link", "set", f"{PREFIX}vb", "netns", nb)
+        # host B has two addresses, the first one (which ps-lite takes by default) unreachable from A
+        _ip("-n", nb, "addr", "add", f"{B_OTHER_IP}/24", "dev", f"{PREFIX}vb")
         for ns, dev, ip in ((na, f"{PREFIX}va", A_IP), (nb, f"{PREFIX}vb", B_IP)):
             _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
@@ -56,10 +58,11 @@ def hosts(tmp_path_factory):
         ssh = folder / "bin" / "ssh"
         ssh.write_text(FAKE_SSH.format(a=A_IP, b=B_IP, na=na, nb=nb))
         ssh.chmod(0o755)
-        hostfile = folder / "hosts.txt"
-        hostfile.write_text(f"{A_IP}\n{B_IP}\n")
+        hostfile, plain = folder / "hosts.txt", folder / "hosts-plain.txt"
+        hostfile.write_text(f"{A_IP}\n{B_IP}  address={B_IP}\n")
+        plain.write_text(f"{A_IP}\n{B_IP}\n")
         path = f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"
-        yield {"a": na, "b": nb, "path": path, "hostfile": hostfile, "b_link": f"{PREFIX}vb"}
+        yield {"a": na, "b": nb, "path": path, "hostfile": hostfile, "plain": plain, "b_link": f"{PREFIX}vb"}
     finally:
         for ns in (na, nb):
             subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
@@ -113,13 +116,27 @@ def test_the_readme_multi_host_command_trains_one_model_on_two_hosts(hosts, prep
     assert (tmp_path / TASK / "two" / "checkpoint.json").is_file()
 
 
+def _launch(hosts, hostfile, prepared, out, name, epochs):
+    return [sys.executable, "-m", "fashionai", "launch", "-n", "2", "-s", "1", "--launcher", "ssh", "-H",
+            str(hostfile), "--heartbeat-timeout", "10", "--grace", "5", "--", sys.executable, "-m", "fashionai",
+            "train", "--task", TASK, "--kvstore", "dist_sync", *_train_flags(prepared, out, name, epochs)]
+
+
+@pytest.mark.slow
+def test_a_host_announcing_an_address_the_others_cannot_reach_is_named(hosts, prepared_data, tmp_path):
+    """Host B's first address is one host A cannot reach: without `address=` in the hosts file its
+    worker never joins the kvstore, and the job ends saying so (the other test above gives the
+    address and trains)."""
+    proc = _in_a(hosts, _launch(hosts, hosts["plain"], prepared_data, tmp_path, "homed", 2))
+    out = _finish(proc, 120)
+    assert proc.returncode == 1, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert f"on {B_IP} did not join the job's kvstore within 10 s" in last and "address=" in last, last
+
+
 @pytest.mark.slow
 def test_a_host_whose_link_goes_down_ends_the_job_named(hosts, prepared_data, tmp_path):
-    launch = [sys.executable, "-m", "fashionai", "launch", "-n", "2", "-s", "1", "--launcher", "ssh", "-H",
-              str(hosts["hostfile"]), "--heartbeat-timeout", "10", "--grace", "5", "--", sys.executable, "-m",
-              "fashionai", "train", "--task", TASK, "--kvstore", "dist_sync",
-              *_train_flags(prepared_data, tmp_path, "lost", 40)]
-    proc = _in_a(hosts, launch)
+    proc = _in_a(hosts, _launch(hosts, hosts["hostfile"], prepared_data, tmp_path, "lost", 40))
     seen = []
     for line in proc.stdout:  # once an epoch is done on both hosts, host B loses its link
         seen.append(line)

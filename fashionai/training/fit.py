@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fashionai.core import cpu
+from fashionai.core import cpu, heartbeat
 from fashionai.core.devices import resolve_devices
 from fashionai.core.runtime import amx_on
 from fashionai.model import build_net, head_attr, make_net
@@ -26,8 +27,8 @@ from fashionai.training.config import TrainConfig, check_config, run_folder
 from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, dist_trainer,
                                             is_distributed, model_fingerprint, worker_info)
 from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
-from fashionai.training.layout import layout_for
 from fashionai.training.inputs import make_loaders
+from fashionai.training.layout import layout_for
 from fashionai.training.loop import class_weights, loss_scaling, train_one_epoch, val_metrics
 from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
 
@@ -210,9 +211,12 @@ def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
     import mxnet as mx
 
     check_launched(config.kvstore)
+    heartbeat.report("joining")  # the launcher names a worker that never gets past this (a wrong address)
     kv = mx.kv.create(config.kvstore)
+    heartbeat.report("joined")
     info = worker_info(kv)
-    log.info("distributed worker %d of %d (%s)", info.rank, info.num_workers, config.kvstore)
+    log.info("distributed worker %d of %d (%s) on %s%s", info.rank, info.num_workers, config.kvstore,
+             socket.gethostname(), ": this host writes the run folder" if info.is_chief else "")
     return kv, info
 
 
