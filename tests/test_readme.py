@@ -4,7 +4,8 @@
 - the README stays short, keeps the two commands CI and newcomers rely on, and links every page;
 - every link, `fashionai/...py` path, dotted `fashionai.x.y` module and `fashionai.pkg.mod.name`
   (or a backticked `layer.mod.name`) named in README.md and docs/*.md exists, read with `ast`;
-- docs/design.md names the layers tests/test_layering.py enforces, in its order, and every module;
+- docs/design.md names the layers tests/test_layering.py enforces, in its order, every module, and
+  the tasks and classes of fashionai.core.tasks;
 - no issue numbers or dated notes in the user docs (bench/RESULTS.md, the lab log, keeps them).
 """
 
@@ -14,6 +15,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
+from fashionai.core.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fashionai"
@@ -208,3 +211,10 @@ def test_design_names_every_module():
 def test_no_issue_numbers_or_dated_notes_in_user_docs(page):
     text = page.read_text()
     assert re.findall(r"\bissues?[- ]#?\d+|#\d{2,}\b|\b20\d\d-\d\d-\d\d\b", text, re.I) == []
+
+
+def test_design_lists_the_tasks_and_classes_of_core_tasks():
+    text = (ROOT / "docs" / "design.md").read_text()
+    rows = re.findall(r"^\| `(\w+_labels)` \| (\d+) \| (.+) \|$", text, re.M)
+    assert {task: (int(k), tuple(c.strip() for c in classes.split(", "))) for task, k, classes in rows} == {
+        task: (len(classes), tuple(classes)) for task, classes in TASKS.items()}
