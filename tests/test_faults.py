@@ -50,6 +50,7 @@ def test_a_signal_mid_run_ends_in_one_line_with_the_resume_command(prepared_data
     last = err.strip().splitlines()[-1]
     resume = f"fashionai train --resume {shlex.quote(str(run))}"
     assert f"stopped by {name}; the run keeps its last finished epoch; continue it with: {resume}" in last
+    assert f"stopped by {name}; every epoch committed before it is kept" in (run / "train.log").read_text()
     # the command it gives works, whether or not an epoch was committed before the signal (epochs
     # under a second are committed at most every 10 s): the run ends with all 6 epochs
     done = subprocess.run([sys.executable, "-m", "fashionai", *shlex.split(resume)[1:]],

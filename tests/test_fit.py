@@ -275,3 +275,63 @@ def test_train_all_sh_trains_every_task_and_summarises_their_best_map(prepared_d
         assert str(run) in line and f"at epoch {state['best_epoch']:>3d}" in line
         if not math.isnan(state["best_score"]):
             assert f"{state['best_score']:.4f}" in line
+
+
+class _AlwaysOverflow:
+    """AMP's loss scaler as Trainer.update sees it, reporting an overflow at every step (what float16
+    does when a step overflows): the update must be skipped."""
+
+    loss_scale = 1.0
+
+    def has_overflow(self, params):
+        return True
+
+
+def test_an_overflowing_amp_step_changes_no_weight_on_two_devices():
+    """Trainer settings of a several-device run (kvstore device): AMP's overflow check must come
+    before the update. With MXNet's default (update_on_kvstore=True for `device`) the update ran
+    inside the kvstore push and the check could only skip a step already taken."""
+    from fashionai.training.fit import make_trainer
+
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    net = _TinyNet()
+    net.initialize(mx.init.Xavier(), ctx=ctx)
+    config = TrainConfig(task=TASK, optimizer="sgd", lr=0.5, lr_mode="step", lr_steps=[], warmup_epochs=0,
+                         epochs=1, head_lr_mult=1.0)
+    trainer = make_trainer(net, config, iters_per_epoch=1, num_devices=2)
+    trainer._amp_loss_scaler = _AlwaysOverflow()  # what amp.init_trainer attaches
+    trainer._amp_original_scale = trainer._scale
+    before = {name: p.data(ctx[0]).asnumpy().copy() for name, p in net.collect_params().items()}
+    xs = gluon_split(mx.nd.ones((4, 3)), ctx)
+    with mx.autograd.record():
+        losses = [net(x).sum() for x in xs]
+    mx.autograd.backward(losses)
+    trainer.step(4)
+    for name, p in net.collect_params().items():
+        for c in ctx:
+            np.testing.assert_array_equal(p.data(c).asnumpy(), before[name], err_msg=f"{name} on {c}")
+
+
+def gluon_split(batch, ctx):
+    return mx.gluon.utils.split_and_load(batch, ctx)
+
+
+class _TinyNet(mx.gluon.HybridBlock):
+    """Features and an `output` head, named as the model zoo's nets are (make_trainer finds the head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = mx.gluon.nn.Dense(4, in_units=3)
+        self.output = mx.gluon.nn.Dense(2, in_units=4)
+
+    def hybrid_forward(self, F, x):
+        return self.output(self.features(x))
+
+
+def test_an_epoch_far_slower_than_the_others_is_called_stalled():
+    from fashionai.training.fit import stall_note
+
+    assert stall_note([2.0, 2.0, 3.0, 19.0]) is None  # 19 < 10 x median 2.0
+    assert stall_note([2.0, 30.0]) is None  # too few epochs to tell
+    note = stall_note([2.0, 2.0, 3.0, 698.0])
+    assert note.startswith("took 698 s, 349x the median of the epochs before it: a step stalled")

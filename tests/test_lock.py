@@ -112,3 +112,16 @@ def test_a_lock_file_removed_before_it_was_locked_is_not_kept(tmp_path, monkeypa
         with pytest.raises(lock.FolderBusy):  # the file on disk is the one held
             with lock.hold(folder, "f"):
                 pass
+
+
+def test_a_second_train_of_one_run_fails_at_once(prepared_data, tmp_path, caplog):
+    from fashionai.cli import main
+
+    run = tmp_path / "skirt_length_labels" / "r"
+    argv = ["train", "--task", "skirt_length_labels", "--preset", "demo", "--prepared", str(prepared_data),
+            "--out", str(tmp_path), "--name", "r", "--epochs", "1", "--data-shape", "32", "--model",
+            "cifar_resnet20_v1", "--devices", "cpu"]
+    with lock.hold(run, "a training run", command="the first train"):
+        assert main(argv) == 2
+    assert f"{run} is in use by `the first train`" in caplog.text and not run.exists()
+    assert main(argv) == 0  # free again once the holder is done

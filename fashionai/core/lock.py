@@ -77,9 +77,13 @@ def _open_locked(path: Path, folder: Path, what: str) -> int:
 def hold(folder: str | Path, what: str, command: str | None = None) -> Iterator[Path]:
     """Hold `folder` for the duration of the block (`what` it holds, for messages); yields it."""
     folder = Path(folder)
-    folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+    made = _make_parents(folder.absolute().parent)
     path = lock_path(folder)
-    fd = _open_locked(path, folder, what)
+    try:
+        fd = _open_locked(path, folder, what)
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         info = {"command": command or " ".join(["fashionai", *sys.argv[1:]])[:300], "pid": os.getpid(),
                 "host": socket.gethostname(), "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
@@ -92,3 +96,24 @@ def hold(folder: str | Path, what: str, command: str | None = None) -> Iterator[
         except OSError:
             pass
         os.close(fd)  # releases the lock
+        _remove_empty(made)
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Make `folder` and the folders above it that are missing; returns those made, deepest first."""
+    made = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            break
+        made.append(candidate)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders `hold` made that are still empty (the command wrote nothing there)."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (the command's output is there), or gone

@@ -20,6 +20,7 @@ import numpy as np
 
 from fashionai.core import cpu, heartbeat
 from fashionai.core.devices import resolve_devices
+from fashionai.core.lock import hold
 from fashionai.core.runtime import amx_on
 from fashionai.model import build_net, head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     import mxnet as mx
 
 log = logging.getLogger(__name__)
+
+STALL_FACTOR = 10.0  # an epoch this many times the median of the earlier ones is logged as stalled
 
 
 def seed_everything(seed: int) -> None:
@@ -80,7 +83,11 @@ def make_trainer(net, config: TrainConfig, iters_per_epoch: int, num_devices: in
         # the trainer's states stay saveable for --resume. Same result as updating on the servers.
         return dist_trainer(net.collect_params(), config.optimizer, params, kv)
     kvstore = config.kvstore if num_devices > 1 else None
-    return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore)
+    # update_on_kvstore=False: MXNet would otherwise apply the update inside the kvstore's push,
+    # before AMP's overflow check in Trainer.update, which could then only skip a step already
+    # taken (float16 on several GPUs turned the weights into NaN). Same update either way.
+    return mx.gluon.Trainer(net.collect_params(), config.optimizer, params, kvstore=kvstore,
+                            update_on_kvstore=False if kvstore else None)
 
 
 def check_dtype(dtype: str, ctx: Sequence) -> None:
@@ -180,6 +187,18 @@ def epoch_line(row: dict) -> str:
             f"{row['epoch_s']:.1f} s")
 
 
+def stall_note(epoch_s: Sequence[float], factor: float = STALL_FACTOR) -> str | None:
+    """Words for the last epoch when it took `factor` times the median of the earlier ones (at
+    least 3): a step that stalled (a lost host that came back, a swapped-out process, a slow disk)."""
+    if len(epoch_s) < 4:
+        return None
+    median = float(np.median(epoch_s[:-1]))
+    if median <= 0 or epoch_s[-1] < factor * median:
+        return None
+    return (f"took {epoch_s[-1]:.0f} s, {epoch_s[-1] / median:.0f}x the median of the epochs before it: a step "
+            "stalled (a host or link that came back, a busy or swapping machine, a slow disk)")
+
+
 def fit(config: TrainConfig) -> Path:
     """Train the config's task(s) and return the run directory (fashionai.training.rundir)."""
     config = check_config(config)
@@ -193,13 +212,18 @@ def fit(config: TrainConfig) -> Path:
     if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
         _fit(config, run_folder(config), ctx, kv, info)
         return run_folder(config)
-    run_dir = prepare_run_dir(config)
-    handler = log_to(run_dir)
-    try:
-        _fit(config, run_dir, ctx, kv, info)
-    finally:
-        logging.getLogger("fashionai").removeHandler(handler)
-        handler.close()
+    with hold(run_folder(config), "a training run"):  # a second train of this run fails at once, named
+        run_dir = prepare_run_dir(config)
+        handler = log_to(run_dir)
+        try:
+            _fit(config, run_dir, ctx, kv, info)
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: said in train.log too
+            log.warning("stopped by %s; every epoch committed before it is kept (checkpoint.json)",
+                        "SIGTERM" if type(err).__name__ == "Terminated" else "Ctrl-C")
+            raise
+        finally:
+            logging.getLogger("fashionai").removeHandler(handler)
+            handler.close()
     return run_dir
 
 
@@ -326,6 +350,9 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: Worke
         row = _epoch(f, epoch)
         f.rows.append(row)
         log.info("%s", epoch_line(row))
+        stalled = stall_note([r["epoch_s"] for r in f.rows])
+        if stalled:
+            log.warning("epoch %d %s", epoch, stalled)
         improved = f.state.record(epoch, row[BEST_METRIC], row["val_loss"])
         if f.writer is not None:
             f.writer.epoch_done(f.net, f.trainer, f.state, f.rows, improved)
