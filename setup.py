@@ -21,6 +21,7 @@ setup(
         "tqdm",
         "PyYAML",
         "pillow",
+        "tensorboardX==2.6.2.2",  # train --tensorboard (imported only there)
     ],
     # onnx 1.14.1: newer onnx dropped an API MXNet 1.9.1's exporter uses; protobuf 4.x: 3.20 has no
     # Python 3.11 wheel and its pure-Python fallback makes loading a ResNet50 ONNX file take a minute

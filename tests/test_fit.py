@@ -57,8 +57,8 @@ def _revalidate(run_dir, which):
     """Val metrics of `<which>.params`, recomputed on one CPU context the way `fit` validates."""
     net, _ = load_run(run_dir, ctx=[mx.cpu()], which=which)
     config = TrainConfig.load(Path(run_dir) / "config.json")
-    _, val, _, labels = make_loaders(config, 1)
-    return validate(net, val, [mx.cpu()], config.batch_size, labels)
+    loaders = make_loaders(config, 1)
+    return validate(net, loaders.val, [mx.cpu()], config.batch_size, loaders.val_labels)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_the_model_learns_far_above_chance(learned_one):
     assert [r["epoch"] for r in rows] == list(range(LEARN["epochs"]))  # patience 0: no early stop
     last = rows[-1]
     config = TrainConfig.load(learned_one / "config.json")
-    _, _, _, labels = make_loaders(config, 1)
+    labels = make_loaders(config, 1).val_labels
     rng = np.random.default_rng(0)
     random_map = np.mean([official_ap(rng.random((len(labels), num_classes(TASK))), labels) for _ in range(200)])
     assert random_map < 0.3  # what random scores get on this val split (~0.17)

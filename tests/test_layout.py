@@ -80,7 +80,8 @@ def test_the_run_splits_into_single_task_runs_that_score_what_training_logged(mu
         info = json.loads((run / "multitask.json").read_text())
         assert info["best_epoch"] == best["epoch"] and info["tasks"] == TASKS.split(",")
         single = check_config(TrainConfig.from_dict(config))
-        _, val, _, labels = make_loaders(single, 1)
+        loaders = make_loaders(single, 1)
+        val, labels = loaders.val, loaders.val_labels
         again = validate(net, val, [mx.cpu()], 16, labels)
         assert again["val_map"] == pytest.approx(best[f"val_map/{task}"], abs=1e-6)
         assert again["val_loss"] == pytest.approx(best[f"val_loss/{task}"], rel=1e-4)

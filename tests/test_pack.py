@@ -113,7 +113,7 @@ def test_rec_train_batches_cover_the_list_and_crops_change(packed, tmp_path):
     batch = _divisor(len(split))
     loader = recordio.record_loader(packed, TASK, "train", batch, train=True, view=VIEW, workers=2,
                                 min_scale=0.3, jitter=0.2, lighting=0.1)
-    assert len(loader) == len(split) // batch and loader.shard_sampler is None
+    assert len(loader) == len(split) // batch
     labels = []
     for _ in range(2):
         epoch = [(x.shape, x.dtype, y.asnumpy()) for x, y in loader]
@@ -214,11 +214,12 @@ def test_fit_on_rec_writes_a_run(packed, tmp_path):
 
 
 def test_make_loaders_rec_shapes(packed):
-    """make_loaders' four results for rec: loaders like the folder path's, labels and label strings."""
+    """make_loaders' results for rec: loaders like the folder path's, labels and label strings, no
+    shard sampler (the iterator reads its own part)."""
     config = check_config(TrainConfig.demo(TASK, packed, packed / "runs", input="rec", data_shape=32,
                                            batch_size=4))
-    train, val, train_labels, val_labels = make_loaders(config, 2, WorkerInfo())
-    assert train.batch_size == val.batch_size == 8 and train.shard_sampler is None
+    train, val, train_labels, val_labels, sampler = make_loaders(config, 2, WorkerInfo())
+    assert train.batch_size == val.batch_size == 8 and sampler is None
     assert sorted(train_labels.tolist()) == sorted(y for _, y in train.items)
     assert len(val_labels) == len(val.items) and sum(x.shape[0] for x, _ in val) == len(val.items)
 

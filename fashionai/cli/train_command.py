@@ -77,6 +77,8 @@ TRAIN_HELP = {
     "fine_tune_epochs": ("after the --epochs of head training, unfreeze and fine-tune the whole net for "
                          "this many epochs", ()),
     "fine_tune_lr_mult": ("LR of the fine-tuning epochs = --lr x this", ()),
+    "tensorboard": ("also write each epoch's metrics (every number of metrics.csv) as TensorBoard event "
+                    "files into RUN/tensorboard/ (tensorboard --logdir OUT); a resume appends to them", ()),
     "seed": ("seed of python, numpy and mxnet", ()),
     "resume": ("continue the run in this folder from its last checkpoint", ()),
 }

@@ -219,8 +219,6 @@ class RecordLoader:
     A batch's arrays are the iterator's buffers, reused a few batches later: use or copy them then.
     """
 
-    shard_sampler = None  # the folder loader's distributed sampler; a part_index does that here
-
     def __init__(self, split: RecordSplit, batch_size: int, *, train: bool, view: View,
                  threads: int, seed: int = 0, rank: int = 0, num_workers: int = 1, **augment: float):
         import mxnet as mx

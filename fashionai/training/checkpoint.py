@@ -37,6 +37,19 @@ VERSIONED = re.compile(r"(epoch-\d{4,}\.(params|states)|best-\d{4,}\.params)")
 LEFTOVER = re.compile(r"\.(last|best)\.(params|states)\.\d+\.link")  # an alias swap a kill interrupted
 
 
+def epoch_rank(score: float, loss: float, epoch: int) -> tuple:
+    """The best-epoch rule as a sort key (the larger, the better): the highest score (NaN below any
+    number), then the lowest val loss (NaN below any number), then the later epoch.
+
+    Why loss and epoch: on a small val split the score saturates early (every epoch from 12 of 25 at
+    AP 1.0), and keeping the first of them kept half-trained weights. `FitState.record` and
+    `fashionai.training.rundir.best_row` both rank epochs by it, so the checkpoint's best.params and
+    the best row read back from metrics.csv are always the same epoch.
+    """
+    return (not math.isnan(score), -math.inf if math.isnan(score) else score,
+            -math.inf if math.isnan(loss) else -loss, epoch)
+
+
 @dataclass
 class FitState:
     """Where a run stands after an epoch: what `checkpoint.json` commits and a resume starts from."""
@@ -49,20 +62,18 @@ class FitState:
     best_loss: float = math.nan  # the best epoch's val loss: breaks ties of the score
 
     def record(self, epoch: int, score: float, loss: float = math.nan) -> bool:
-        """Account for a finished epoch's val score and loss; True when it is the best so far.
-
-        Best: the highest score; among equal scores the lowest val loss; among equal both, the
-        later epoch. On a small val split the score saturates early (every epoch from 12 of 25 at
-        AP 1.0): keeping the first of them kept half-trained weights. Patience counts epochs since
+        """Account for a finished epoch's val score and loss; True when it is the best so far
+        (`epoch_rank`; an epoch without a score is never the best). Patience counts epochs since
         the score last rose: a tie may become the best weights, but is no progress.
         """
         rose = not math.isnan(score) and (math.isnan(self.best_score) or score > self.best_score)
-        tie = score == self.best_score and (loss <= self.best_loss or math.isnan(self.best_loss))
-        if rose or tie:
+        best = not math.isnan(score) and (epoch_rank(score, loss, epoch)
+                                          > epoch_rank(self.best_score, self.best_loss, self.best_epoch))
+        if best:
             self.best_score, self.best_epoch, self.best_loss = score, epoch, loss
         self.bad_epochs = 0 if rose else self.bad_epochs + 1
         self.epoch = epoch + 1
-        return rose or tie
+        return best
 
     def to_dict(self) -> dict:
         return asdict(self)

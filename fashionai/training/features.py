@@ -32,7 +32,7 @@ from fashionai.data.loaders import image_folder, split_dir
 from fashionai.data.tta import ImageDecodeError, load_views, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
-from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step
+from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step, val_metrics
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -182,11 +182,14 @@ def unfreeze(net: mx.gluon.HybridBlock, before: dict[str, str]) -> None:
 
 # --- head stage ---------------------------------------------------------------------------------
 class HeadStage:
-    """Epochs of head-only training on cached features; the head is the net's own, so the run's
-    params files stay complete nets that predict / evaluate / submit load as usual."""
+    """Epochs of head-only training on cached features (a `fashionai.training.stages.EpochStage`);
+    the head is the net's own, so the run's params files stay complete nets that predict / evaluate
+    / submit load as usual. `val_strings`: the val images' full label strings (the official AP);
+    `class_weights`: per-class loss weights (--balance weights) or None."""
 
     def __init__(self, net, config: TrainConfig, ctx: Sequence, train_paths: Sequence[Path],
-                 train_labels: np.ndarray, val_paths: Sequence[Path], val_labels: np.ndarray):
+                 train_labels: np.ndarray, val_paths: Sequence[Path], val_labels: np.ndarray, *,
+                 val_strings: Sequence[str], class_weights: np.ndarray | None = None):
         import mxnet as mx
 
         self.net, self.config, self.ctx = net, config, list(ctx)
@@ -208,22 +211,25 @@ class HeadStage:
         val = features(val_paths, "none")
         self.val_x, self.val_y = val[:, 0], np.asarray(val_labels, dtype=np.int64)
         self.step = config.batch_size * len(self.ctx)
+        self.val_strings, self.class_weights = list(val_strings), class_weights
 
+    @property
     def iters_per_epoch(self) -> int:
         return max(1, len(self.x) // self.step)
 
-    def train_epoch(self, trainer, weights: np.ndarray | None) -> dict[str, float]:
+    def train_epoch(self, trainer, epoch: int) -> dict[str, float]:
         """One shuffled pass over the cached training features (the loss step of full training)."""
         import mxnet as mx
 
         order, loss_fn = np.random.permutation(len(self.x)), softmax_loss()
         total, correct, seen, start = 0.0, 0, 0, time.time()
-        for i in range(self.iters_per_epoch()):
+        for i in range(self.iters_per_epoch):
             idx = order[i * self.step:(i + 1) * self.step]
             targets = soft_targets(mx.nd.array(self.y[idx]), self.config.num_classes, self.config.label_smoothing)
             xs, ts = (mx.gluon.utils.split_and_load(a, self.ctx) for a in (mx.nd.array(self.x[idx]), targets))
-            loss, outputs = step(self.head, loss_fn, xs, ts, sample_weights(weights, self.y[idx], self.ctx), trainer,
-                                 len(idx), scale_loss=loss_scaling(self.config.dtype))
+            weights = sample_weights(self.class_weights, self.y[idx], self.ctx)
+            loss, outputs = step(self.head, loss_fn, xs, ts, weights, trainer, len(idx),
+                                 scale_loss=loss_scaling(self.config.dtype))
             total += loss
             # float32 whatever the head computes in: numpy cannot order BF16 AMP's bfloat16 logits
             logits = np.concatenate([mx.nd.amp_cast(o, dtype="float32").asnumpy() for o in outputs])
@@ -239,8 +245,13 @@ class HeadStage:
         x = mx.nd.array(self.val_x, ctx=self.ctx[0])
         return mx.nd.softmax(self.head(x), axis=-1).asnumpy()
 
+    def validate(self) -> dict[str, float]:
+        """The val figures of the head on the val images' cached features."""
+        return val_metrics(self.val_probs(), self.val_y, self.val_strings)
 
-def head_stage(net, config: TrainConfig, ctx: Sequence) -> HeadStage | None:
+
+def head_stage(net, config: TrainConfig, ctx: Sequence, val_strings: Sequence[str],
+               class_weights: np.ndarray | None = None) -> HeadStage | None:
     """The cached-feature head stage of `--cache-features`, or None."""
     if not config.cache_features:
         return None
@@ -248,4 +259,5 @@ def head_stage(net, config: TrainConfig, ctx: Sequence) -> HeadStage | None:
     train = image_folder(split_dir(prepared, config.task, "train"), config.num_classes).items
     val = image_folder(split_dir(prepared, config.task, "val"), config.num_classes).items
     return HeadStage(net, config, ctx, [Path(p) for p, _ in train], np.array([y for _, y in train]),
-                     [Path(p) for p, _ in val], np.array([y for _, y in val]))
+                     [Path(p) for p, _ in val], np.array([y for _, y in val]), val_strings=val_strings,
+                     class_weights=class_weights)

@@ -1,8 +1,9 @@
 """`fit`: train a config's net and leave a complete run directory (fashionai.training.rundir).
 
 The pieces a run is built from: seeds, the LR schedule and trainer, the precision (AMP), the
-devices' BatchNorm statistics, the stage (cached-feature head epochs, then fine-tuning), and the
-epoch loop that validates, checkpoints and stops early.
+stage (fashionai.training.stages: the whole net, or the head on cached features until
+`--fine-tune-epochs` switch to the whole net), and the epoch loop: every epoch the stage trains and
+validates, then the row is logged, ranked (best epoch, early stop) and written to the run directory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,13 +26,14 @@ from fashionai.core.runtime import amx_on
 from fashionai.model import build_net, head_attr, make_net
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.config import TrainConfig, check_config, run_folder
-from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, device_mean, dist_trainer,
-                                            is_distributed, model_fingerprint, worker_info)
-from fashionai.training.features import HeadStage, freeze_backbone, head_stage, unfreeze
+from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, dist_trainer, is_distributed,
+                                            worker_info)
+from fashionai.training.features import freeze_backbone, head_stage, unfreeze
 from fashionai.training.inputs import make_loaders
 from fashionai.training.layout import layout_for
-from fashionai.training.loop import class_weights, loss_scaling, train_one_epoch, val_metrics
-from fashionai.training.rundir import RunWriter, log_to, prepare_run_dir, read_metrics
+from fashionai.training.loop import class_weights, loss_scaling
+from fashionai.training.rundir import EpochBoard, RunWriter, log_to, prepare_run_dir, read_metrics
+from fashionai.training.stages import EpochStage, FullNet
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -166,19 +168,6 @@ def start_amp(dtype: str) -> None:
     log.info("automatic mixed precision: %s compute, float32 master weights", dtype)
 
 
-def average_devices(net) -> None:
-    """Give every device the mean of the devices' BatchNorm running statistics.
-
-    Each device updates its own running mean/var from its slice of the batch; left apart,
-    validation would mix the devices' statistics while save_parameters writes device 0's, so the
-    logged val metrics would not be those of the saved weights. One average per epoch (what the
-    distributed job does across workers) makes them identical everywhere.
-    """
-    for param in net.collect_params(".*running_mean|.*running_var").values():
-        if len(param.list_ctx()) > 1:
-            param.set_data(device_mean(param))
-
-
 def epoch_line(row: dict) -> str:
     """The log line of a finished epoch."""
     return (f"[Epoch {row['epoch']}] train: loss={row['train_loss']:.4f} acc={row['train_acc']:.4f} | "
@@ -227,7 +216,7 @@ def fit(config: TrainConfig) -> Path:
     return run_dir
 
 
-def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
+def start_job(config: TrainConfig) -> tuple[mx.kvstore.KVStore | None, WorkerInfo]:
     """(created kvstore, this worker) of a distributed run (`--kvstore dist_*` under the launcher);
     (None, rank 0 of 1) otherwise."""
     if not is_distributed(config.kvstore):
@@ -244,7 +233,8 @@ def start_job(config: TrainConfig) -> tuple[Any, WorkerInfo]:
     return kv, info
 
 
-def stage_trainer(net, config: TrainConfig, epoch: int, iters: int, ndev: int, kv, frozen: dict | None):
+def stage_trainer(net: mx.gluon.HybridBlock, config: TrainConfig, epoch: int, iters: int, ndev: int,
+                  kv: mx.kvstore.KVStore | None, frozen: dict[str, str] | None) -> mx.gluon.Trainer:
     """The trainer for `epoch`: the configured one before `config.epochs`, then (fine-tuning) one
     over the unfrozen net with LR x fine_tune_lr_mult on its own schedule, no warm-up."""
     if epoch >= config.epochs:
@@ -262,29 +252,25 @@ def stage_trainer(net, config: TrainConfig, epoch: int, iters: int, ndev: int, k
 
 @dataclass
 class Fitting:
-    """Everything one training run holds while it runs (built by `_start`, advanced by `_epoch`)."""
+    """A training run while it runs (built by `_start`, advanced epoch by epoch by `_fit`): the stage
+    that trains now, with its trainer; `full` is the whole-net stage fine-tuning switches to."""
 
     config: TrainConfig
     run_dir: Path
-    ctx: list
-    kv: Any
-    info: WorkerInfo
-    net: Any
-    head: Any  # fashionai.training.layout: SingleTask or TaskLayout
-    loaders: tuple
-    trainer: Any
+    kv: mx.kvstore.KVStore | None
+    full: FullNet
+    stage: EpochStage
+    trainer: mx.gluon.Trainer
     state: FitState
-    stage: HeadStage | None
-    frozen: dict | None
-    weights: np.ndarray | None
-    averager: AuxAverager | None
-    writer: RunWriter | None
-    rows: list[dict] = field(default_factory=list)
+    frozen: dict[str, str] | None  # grad_req before --freeze-backbone, restored for fine-tuning
+    writer: RunWriter | None  # the chief's; None on the other workers
+    rows: list[dict[str, float]] = field(default_factory=list)
 
 
-def _start(config: TrainConfig, run_dir: Path, ctx: Sequence, kv, info: WorkerInfo) -> Fitting:
-    """Seeds, loaders, the net (restored from the checkpoint on a resume), the trainer for the
-    epoch the run starts at."""
+def _start(config: TrainConfig, run_dir: Path, ctx: Sequence[mx.Context], kv: mx.kvstore.KVStore | None,
+           info: WorkerInfo) -> Fitting:
+    """Seeds, loaders, the net (restored from the checkpoint on a resume), the stage and trainer for
+    the epoch the run starts at. The order is the random draws' order: keep it."""
     seed_everything(config.seed)
     start_amp(config.dtype)
     loaders = make_loaders(config, len(ctx), info)
@@ -295,71 +281,77 @@ def _start(config: TrainConfig, run_dir: Path, ctx: Sequence, kv, info: WorkerIn
                     pretrained="none" if resuming else config.pretrained, root=config.mxnet_home or None)
     frozen = freeze_backbone(net) if config.freeze_backbone else None
     state = read_checkpoint(run_dir).state if resuming else FitState()
-    stage = head_stage(net, config, ctx) if state.epoch < config.epochs else None
-    iters = stage.iters_per_epoch() if stage is not None else len(loaders[0])
-    trainer = stage_trainer(net, config, state.epoch, iters, len(ctx), kv, frozen)
+    weights = class_weights(loaders.train_labels, config.num_classes) if config.balance == "weights" else None
+    full = FullNet(net, loaders, list(ctx), config, layout_for(config), info, weights)
+    head = head_stage(net, config, ctx, loaders.val_labels, weights) if state.epoch < config.epochs else None
+    stage: EpochStage = head or full
+    trainer = stage_trainer(net, config, state.epoch, stage.iters_per_epoch, len(ctx), kv, frozen)
     if resuming:
         restore(run_dir, net, trainer, ctx)
         seed_everything(config.seed + state.epoch)  # a fresh but reproducible stream per resume point
         log.info("resuming %s after epoch %d (best %s %.4f at epoch %d)", run_dir, state.epoch - 1,
                  BEST_METRIC, state.best_score, state.best_epoch)
-    if loaders[0].shard_sampler is not None:
-        loaders[0].shard_sampler.set_epoch(state.epoch)  # a resumed job draws epoch e's order
-    return Fitting(
-        config, run_dir, list(ctx), kv, info, net, layout_for(config), loaders, trainer, state, stage, frozen,
-        class_weights(loaders[2], config.num_classes) if config.balance == "weights" else None,
-        AuxAverager(net, kv, info) if kv is not None else None,
-        RunWriter(run_dir) if info.is_chief else None,
-        [r for r in read_metrics(run_dir) if r["epoch"] < state.epoch],
-    )
+    # built after the trainer: what it averages (grad_req "null") is what the stage left frozen
+    full.averager = AuxAverager(net, kv, info) if kv is not None else None
+    board = EpochBoard(run_dir, state.epoch) if config.tensorboard else None
+    writer = RunWriter(run_dir, board=board) if info.is_chief else None
+    rows = [r for r in read_metrics(run_dir) if r["epoch"] < state.epoch]
+    return Fitting(config, run_dir, kv, full, stage, trainer, state, frozen, writer, rows)
 
 
-def _epoch(f: Fitting, epoch: int) -> dict:
-    """Train and validate one epoch; returns its metrics row."""
-    config, (train_loader, val_loader, _, val_labels) = f.config, f.loaders
+def _fine_tune(f: Fitting, epoch: int) -> None:
+    """From `epoch` (= config.epochs) on: the whole net, unfrozen, with the fine-tuning trainer."""
+    f.stage = f.full
+    f.trainer = stage_trainer(f.full.net, f.config, epoch, f.full.iters_per_epoch, len(f.full.ctx), f.kv,
+                              f.frozen)
+    log.info("fine-tuning the whole net for %d epochs at lr %.3g", f.config.fine_tune_epochs,
+             f.config.lr * f.config.fine_tune_lr_mult)
+
+
+def _epoch(f: Fitting, epoch: int) -> dict[str, float]:
+    """Train and validate one epoch of the current stage; returns its metrics row."""
     start = time.time()
-    if f.stage is not None and epoch < config.epochs:
-        row = {"epoch": epoch, **f.stage.train_epoch(f.trainer, f.weights)}
-        row.update(val_metrics(f.stage.val_probs(), f.stage.val_y, val_labels))
-    else:
-        row = {"epoch": epoch, **train_one_epoch(f.net, train_loader, f.trainer, f.ctx, config, epoch, f.head,
-                                                 f.weights, f.info.num_workers)}
-        if f.averager is not None:
-            f.averager.average()  # same BatchNorm statistics on every worker: same val metrics
-            log.info("epoch %d: worker %d holds model %s", epoch, f.info.rank, model_fingerprint(f.net))
-        elif len(f.ctx) > 1:
-            average_devices(f.net)
-        row.update(f.head.validate(f.net, val_loader, f.ctx, config.batch_size * len(f.ctx), val_labels))
+    row = {"epoch": epoch, **f.stage.train_epoch(f.trainer, epoch)}
+    row.update(f.stage.validate())
     row.update(lr=f.trainer.learning_rate, epoch_s=time.time() - start)
     return row
 
 
-def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence, kv=None, info: WorkerInfo = WorkerInfo()) -> None:
+def _record(f: Fitting, row: dict[str, float]) -> bool:
+    """Log, account for (best epoch, patience) and write a finished epoch; True to stop early."""
+    f.rows.append(row)
+    log.info("%s", epoch_line(row))
+    stalled = stall_note([r["epoch_s"] for r in f.rows])
+    if stalled:
+        log.warning("epoch %d %s", row["epoch"], stalled)
+    improved = f.state.record(row["epoch"], row[BEST_METRIC], row["val_loss"])
+    if f.writer is not None:
+        f.writer.epoch_done(f.full.net, f.trainer, f.state, f.rows, improved)
+    if f.config.patience and f.state.bad_epochs >= f.config.patience:
+        log.info("early stop: no %s gain for %d epochs", BEST_METRIC, f.state.bad_epochs)
+        return True
+    return False
+
+
+def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence[mx.Context], kv: mx.kvstore.KVStore | None = None,
+         info: WorkerInfo = WorkerInfo()) -> None:
+    """The epoch loop: every epoch the same three steps (train, validate, record) whatever the stage."""
     f = _start(config, run_dir, ctx, kv, info)
-    total = config.epochs + config.fine_tune_epochs
     log.info("training %s on %s: %s, %d epochs%s, batch %d x %d device(s) -> %s", config.model,
              config.task or config.tasks, config.pretrained if not config.resume else "resumed", config.epochs,
              f" + {config.fine_tune_epochs} fine-tuning" if config.fine_tune_epochs else "", config.batch_size,
              len(ctx), run_dir)
     first = f.state.epoch
-    for epoch in range(first, total):
-        if epoch == config.epochs and epoch != first:
-            f.trainer = stage_trainer(f.net, config, epoch, len(f.loaders[0]), len(ctx), kv, f.frozen)
-            log.info("fine-tuning the whole net for %d epochs at lr %.3g", config.fine_tune_epochs,
-                     config.lr * config.fine_tune_lr_mult)
-        row = _epoch(f, epoch)
-        f.rows.append(row)
-        log.info("%s", epoch_line(row))
-        stalled = stall_note([r["epoch_s"] for r in f.rows])
-        if stalled:
-            log.warning("epoch %d %s", epoch, stalled)
-        improved = f.state.record(epoch, row[BEST_METRIC], row["val_loss"])
+    try:
+        for epoch in range(first, config.epochs + config.fine_tune_epochs):
+            if epoch == config.epochs and epoch != first:
+                _fine_tune(f, epoch)
+            if _record(f, _epoch(f, epoch)):
+                break
         if f.writer is not None:
-            f.writer.epoch_done(f.net, f.trainer, f.state, f.rows, improved)
-        if config.patience and f.state.bad_epochs >= config.patience:
-            log.info("early stop: no %s gain for %d epochs", BEST_METRIC, f.state.bad_epochs)
-            break
-    if f.writer is not None:
-        f.writer.flush(f.net, f.trainer, f.state, f.rows, final=True)
-        f.head.finish(run_dir, config, f.rows)
+            f.writer.flush(f.full.net, f.trainer, f.state, f.rows, final=True)
+            f.full.layout.finish(run_dir, config, f.rows)
+    finally:
+        if f.writer is not None:
+            f.writer.close()
     log.info("done: best %s %.4f at epoch %d; run %s", BEST_METRIC, f.state.best_score, f.state.best_epoch, run_dir)

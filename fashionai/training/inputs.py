@@ -1,15 +1,19 @@
-"""The training run's loaders: (train loader, val loader, train labels, val label strings).
+"""The training run's loaders (`Loaders`: train, val, train labels, val label strings, shard sampler).
 
 Folder input reads the head's datasets (one task's class folders, or the union of several tasks'
 for a multi-task layout) through gluon's DataLoader; `--input rec` reads the task's RecordIO packs.
 A distributed worker trains on its shard (`ShardSampler`) and validates on the whole val split, so
-every worker computes the same val metrics from the same synchronised weights.
+every worker computes the same val metrics from the same synchronised weights. The sampler is
+returned beside the loaders, for the stage that sets its epoch, rather than hung on the DataLoader.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
 
 from fashionai.data.loaders import labels_of, make_loader, record_threads
 from fashionai.data.manifest import label_strings
@@ -19,11 +23,30 @@ from fashionai.training.config import TrainConfig, augmentation
 from fashionai.training.distributed import ShardSampler, WorkerInfo
 from fashionai.training.layout import layout_for
 
+if TYPE_CHECKING:
+    import mxnet as mx
+
+    from fashionai.data.recordio import RecordLoader
+
 log = logging.getLogger(__name__)
 
 
-def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()):
-    """(train loader, val loader, train labels, val label strings) of a checked config."""
+class Loaders(NamedTuple):
+    """What a run reads: the loaders, the training images' class indices (class weights) and the val
+    images' full label strings (the official AP), in loader order; `sampler` is a distributed
+    worker's `ShardSampler` over the folder input (None otherwise: one process, or RecordIO, whose
+    iterator reads its part itself)."""
+
+    train: mx.gluon.data.DataLoader | RecordLoader
+    val: mx.gluon.data.DataLoader | RecordLoader
+    train_labels: np.ndarray
+    val_labels: list[str]
+    sampler: ShardSampler | None = None
+
+
+
+def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()) -> Loaders:
+    """The loaders of a checked config."""
     if config.input == "rec":
         return _record_loaders(config, num_devices, info)
     head = layout_for(config)
@@ -36,14 +59,13 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
                if info.num_workers > 1 else None)
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
                         balanced=config.balance == "sampler", sampler=sampler)
-    train.shard_sampler = sampler  # fit sets its epoch on a resume
     val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
-    return train, val, train_labels, val_labels
+    return Loaders(train, val, train_labels, val_labels, sampler)
 
 
-def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
+def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo) -> Loaders:
     """make_loaders for `--input rec`: ImageRecordIter over the task's packs (fashionai pack); a
     distributed worker reads its part (`part_index`) of the training pack."""
     prepared, step = Path(config.prepared), config.batch_size * num_devices
@@ -53,4 +75,4 @@ def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo):
     val = record_loader(prepared, config.task, "val", step, train=False, **common)
     log.info("%s: %d train / %d val images from RecordIO packs, %d classes, %d decoding threads", config.task,
              len(train.items), len(val.items), config.num_classes, record_threads(config.workers))
-    return train, val, labels_of(train), label_strings(val, prepared, config.task)
+    return Loaders(train, val, labels_of(train), label_strings(val, prepared, config.task))

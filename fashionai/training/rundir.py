@@ -21,13 +21,18 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from numbers import Real
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fashionai.core.io import atomic_save, atomic_write, building, csv_text, sha1_of, write_json
 from fashionai.core.plots import save_curves
 from fashionai.model import head_attr, make_net
-from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit
+from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, commit, epoch_rank
 from fashionai.training.config import ARCH_FIELDS, TrainConfig, multitask_tasks, resume_changes, run_folder
+
+if TYPE_CHECKING:
+    from tensorboardX import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ STARTED_FILES = frozenset({"config.json", "train.log"})  # what a run has before
 CHANGES = "changes.json"  # settings a resume changed (--allow-changes), from which epoch
 SPLIT_INFO = "multitask.json"  # a per-task run split from a multi-task run names it here
 FAST_EPOCH_S = 1.0  # epochs shorter than this are checkpointed at most every `every_s` seconds
+BOARD_DIR = "tensorboard"  # --tensorboard: the epochs as TensorBoard event files (EpochBoard)
 
 
 def run_targets(config: TrainConfig) -> list[Path]:
@@ -140,13 +146,49 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 def best_row(rows: Sequence[dict]) -> dict:
-    """The metrics row of the best epoch, by FitState.record's rule: the highest val mAP (NaN never
-    wins), then the lowest val loss, then the later epoch."""
-    def key(row: dict) -> tuple:
-        score, loss = row[BEST_METRIC], row.get("val_loss", math.nan)
-        return (not math.isnan(score), -math.inf if math.isnan(score) else score,
-                -math.inf if math.isnan(loss) else -loss, row["epoch"])
-    return max(rows, key=key)
+    """The metrics row of the best epoch, by the rule FitState.record keeps (`epoch_rank`)."""
+    return max(rows, key=lambda row: epoch_rank(row[BEST_METRIC], row.get("val_loss", math.nan), row["epoch"]))
+
+
+def board_scalars(row: dict) -> dict[str, float]:
+    """The row's numeric columns but `epoch` (the step), as floats: what metrics.csv holds as numbers."""
+    return {k: float(v) for k, v in row.items()
+            if k != "epoch" and isinstance(v, Real) and not isinstance(v, bool)}
+
+
+class EpochBoard:
+    """`fashionai train --tensorboard`: each finished epoch's metrics row (every number metrics.csv
+    holds: losses, accuracies, val mAP, a multi-task run's per-task figures, LR, speed) as
+    TensorBoard scalars at step = epoch in `<run_dir>/tensorboard/`, beside curves.png.
+
+    Only the chief writes (it alone holds a RunWriter); tensorboardX is imported at the first epoch.
+    A resumed run adds its own event file to the same folder, opened with a purge at its first
+    epoch: TensorBoard then drops what a killed process logged after the checkpoint resumed from,
+    so every epoch shows once.
+    """
+
+    def __init__(self, run_dir: Path, first_epoch: int):
+        self.folder, self.first_epoch = Path(run_dir) / BOARD_DIR, first_epoch
+        self._writer: SummaryWriter | None = None
+
+    def _open(self) -> SummaryWriter:
+        from tensorboardX import SummaryWriter
+
+        purge = self.first_epoch if self.first_epoch > 0 else None
+        return SummaryWriter(logdir=str(self.folder), purge_step=purge, flush_secs=30)
+
+    def log(self, row: dict) -> None:
+        """Add a finished epoch's row and flush it to disk (a killed run keeps what it logged)."""
+        if self._writer is None:
+            self._writer = self._open()
+        for tag, value in board_scalars(row).items():
+            self._writer.add_scalar(tag, value, int(row["epoch"]))
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class RunWriter:
@@ -157,17 +199,20 @@ class RunWriter:
     `every_s` seconds, so file writes do not dominate them; the first epoch of a process and the last
     of the run are always committed. curves.png (a matplotlib figure: ~0.3 s) is drawn at most every
     `every_s` seconds and at the end. The best epoch's weights are kept in memory until the next
-    commit, so best.params is always that epoch's.
+    commit, so best.params is always that epoch's. With a `board` (--tensorboard) every epoch's row
+    is also written as TensorBoard scalars.
     """
 
-    def __init__(self, run_dir: Path, every_s: float = 10.0):
-        self.run_dir, self.every_s = run_dir, every_s
+    def __init__(self, run_dir: Path, every_s: float = 10.0, board: EpochBoard | None = None):
+        self.run_dir, self.every_s, self.board = run_dir, every_s, board
         self.last_commit = self.last_curves = -float("inf")
         self.best: dict | None = None
         self.committed = -1  # state.epoch of the last commit
 
     def epoch_done(self, net, trainer, state: FitState, rows: list[dict], improved: bool) -> None:
         write_metrics(rows, self.run_dir)
+        if self.board is not None:
+            self.board.log(rows[-1])
         if improved:
             # structural names and reduced values: what save_parameters would write now
             self.best = {k: p._reduce() for k, p in net._collect_params_with_prefix().items()}
@@ -183,6 +228,11 @@ class RunWriter:
         if rows and (final or time.time() - self.last_curves >= self.every_s):
             save_curves(rows, self.run_dir / "curves.png")
             self.last_curves = time.time()
+
+    def close(self) -> None:
+        """Close the TensorBoard writer, if any (the run's other files are closed as written)."""
+        if self.board is not None:
+            self.board.close()
 
 
 def log_to(run_dir: Path) -> logging.Handler:
