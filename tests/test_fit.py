@@ -335,3 +335,24 @@ def test_an_epoch_far_slower_than_the_others_is_called_stalled():
     assert stall_note([2.0, 30.0]) is None  # too few epochs to tell
     note = stall_note([2.0, 2.0, 3.0, 698.0])
     assert note.startswith("took 698 s, 349x the median of the epochs before it: a step stalled")
+
+
+def test_validation_launches_every_device_before_reading_any(monkeypatch):
+    """Several GPUs run side by side only when each one's forward is queued before the first result
+    is read back (asnumpy waits for it): the order of events per batch must be forward, forward,
+    read, read."""
+    from fashionai.training.loop import predict_loader
+
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    net = _TinyNet()
+    net.initialize(mx.init.Xavier(), ctx=ctx)
+    events = []
+    real_forward, real_asnumpy = _TinyNet.forward, mx.nd.NDArray.asnumpy
+    monkeypatch.setattr(_TinyNet, "forward", lambda self, x: events.append("forward") or real_forward(self, x))
+    monkeypatch.setattr(mx.nd.NDArray, "asnumpy",
+                        lambda self: events.append(f"read {self.shape[-1]}") or real_asnumpy(self))
+    loader = [(mx.nd.ones((4, 3)), mx.nd.array([0, 1, 0, 1]))]
+    probs, labels = predict_loader(net, loader, ctx, step=4)
+    assert probs.shape == (4, 2) and labels.tolist() == [0, 1, 0, 1]
+    outputs = [e for e in events if e in ("forward", "read 2")]  # reads of the (N, 2) outputs
+    assert outputs == ["forward", "forward", "read 2", "read 2"]
