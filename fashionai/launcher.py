@@ -194,11 +194,12 @@ def role_env(spec: JobSpec, role: Role, uri: str, port: int) -> dict[str, str]:
         env["DMLC_INTERFACE"] = role.host.interface
     if role.host and role.host.address:
         env["DMLC_NODE_HOST"] = role.host.address
-    if not spec.hosts and role.kind != "scheduler":  # a local job: the workers share this host's cores
-        env["FASHIONAI_PROCESSES_PER_HOST"] = str(spec.num_workers)
-    elif role.host:
-        here = sum(1 for r in roles(spec) if r.kind == "worker" and r.host == role.host)
-        env["FASHIONAI_PROCESSES_PER_HOST"] = str(max(here, 1))
+    # the workers on one host share its cores and GPUs: how many they are, and which one this is
+    here = [r for r in roles(spec) if r.kind == "worker" and r.host == role.host]
+    if role.kind != "scheduler":
+        env["FASHIONAI_PROCESSES_PER_HOST"] = str(max(len(here), 1))
+    if role in here:
+        env["FASHIONAI_LOCAL_RANK"] = str(here.index(role))
     for name in spec.env:
         if name in os.environ:
             env[name] = os.environ[name]

@@ -60,3 +60,15 @@ def test_the_cpu_wheel_reports_no_gpu():
     """This project's wheel is MXNet's CPU build: resolution must not need a GPU driver."""
     assert devices.visible_gpus() == 0
     assert devices.context_list(None) == [mx.cpu()] and devices.context_list(mx.cpu(1)) == [mx.cpu(1)]
+
+
+@pytest.mark.parametrize("rank, count, visible, expected", [
+    ("0", "2", 4, [0, 1]), ("1", "2", 4, [2, 3]), ("2", "3", 2, [0]), ("1", "1", 2, [0, 1]), ("", "", 2, [0, 1])])
+def test_local_workers_of_a_job_take_their_own_gpus(monkeypatch, rank, count, visible, expected):
+    """`fashionai launch` tells each worker its rank among the workers on its host: `auto` and `gpu`
+    take that worker's slice, an explicit list stays as given."""
+    monkeypatch.setattr(devices, "visible_gpus", lambda: visible)
+    monkeypatch.setenv("FASHIONAI_LOCAL_RANK", rank)
+    monkeypatch.setenv("FASHIONAI_PROCESSES_PER_HOST", count)
+    assert devices.resolve_devices("auto") == devices.resolve_devices("gpu") == [mx.gpu(i) for i in expected]
+    assert devices.resolve_devices("gpu:1") == [mx.gpu(1)]

@@ -33,7 +33,8 @@ def test_job_spec_roles_and_their_errors(tmp_path, monkeypatch):
     assert job_spec(["x"], num_workers=3).num_servers == 3  # servers default to workers
     env = role_env(spec, roles(spec)[2], "127.0.0.1", 9000)
     assert env == {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "9000",
-                   "DMLC_NUM_WORKER": "2", "DMLC_NUM_SERVER": "1", "FASHIONAI_PROCESSES_PER_HOST": "2"}
+                   "DMLC_NUM_WORKER": "2", "DMLC_NUM_SERVER": "1", "FASHIONAI_PROCESSES_PER_HOST": "2",
+                   "FASHIONAI_LOCAL_RANK": "0"}  # its place among this host's workers: its share of the GPUs
     for kw, match in [(dict(num_workers=0), "num-workers"), (dict(num_workers=1, num_servers=0), "num-servers"),
                       (dict(num_workers=2, launcher="ssh"), "hostfile"),
                       (dict(num_workers=2, launcher="mpi"), "--launcher mpi: MXNet's mpi launcher passes only"),

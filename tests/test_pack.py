@@ -253,3 +253,23 @@ def test_bench_input_reports_both_paths(packed):
     result = bench_input.bench_input(packed, TASK, view=View(32, 0.875), images=8, batch_size=4, threads=1)
     assert result["folder_images"] >= 8 and result["rec_images"] >= 8
     assert result["ratio"] > 0 and result["cpu_ratio"] > 0
+
+
+def test_batches_are_pinned_for_the_first_training_gpu_only(packed, monkeypatch):
+    """Page-locked batches for the GPU that trains first (gpu:1 here), none on the CPU: both inputs.
+    (MXNet pinned RecordIO batches for GPU 0 whatever the devices, opening a CUDA context there.)"""
+    import mxnet as mx
+
+    seen = []
+    real_rec, real_loader = mx.io.ImageRecordIter, mx.gluon.data.DataLoader
+    monkeypatch.setattr(mx.io, "ImageRecordIter",
+                        lambda **kw: seen.append(("rec", kw["device_id"])) or real_rec(**{**kw, "device_id": -1}))
+    monkeypatch.setattr(mx.gluon.data, "DataLoader", lambda *a, **kw: seen.append(
+        ("folder", kw["pin_memory"], kw["pin_device_id"])) or real_loader(*a, **{**kw, "pin_memory": False}))
+    for source in ("rec", "folder"):
+        config = check_config(TrainConfig.demo(TASK, packed, packed / "runs", input=source, data_shape=32,
+                                               batch_size=4, workers=0))
+        make_loaders(config, 1, pin_device=1)
+        make_loaders(config, 1)
+    assert seen == [("rec", 1), ("rec", 1), ("rec", -1), ("rec", -1), ("folder", True, 1), ("folder", True, 1),
+                    ("folder", False, 0), ("folder", False, 0)]

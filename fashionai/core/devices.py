@@ -66,6 +66,22 @@ def _gpus(ids: list[int], spec: str, available: int) -> list[mx.Context]:
     return [mx.gpu(i) for i in ids]
 
 
+def share_of(available: int, env=None) -> list[int]:
+    """The GPUs this process takes of the `available` ones: all of them, or for a worker of a
+    `fashionai launch` job its slice by local rank (FASHIONAI_LOCAL_RANK of the host's
+    FASHIONAI_PROCESSES_PER_HOST workers), so local workers never all train on the same GPUs; with
+    more workers than GPUs, they take them in turn."""
+    env = os.environ if env is None else env
+    rank, count = env.get("FASHIONAI_LOCAL_RANK", ""), env.get("FASHIONAI_PROCESSES_PER_HOST", "")
+    if not (rank.isdigit() and count.isdigit()) or int(count) <= 1:
+        return list(range(available))
+    rank, count = int(rank), int(count)
+    per = available // count
+    ids = list(range(rank * per, (rank + 1) * per)) if per else [rank % available]
+    log.info("worker %d of %d on this host: GPU(s) %s of %d", rank, count, ids, available)
+    return ids
+
+
 def driver_index(i: int, visible: str | None) -> int:
     """The driver's (nvidia-smi's) index of MXNet's `gpu(i)` under CUDA_VISIBLE_DEVICES `visible`."""
     order = [p.strip() for p in (visible or "").split(",") if p.strip()]
@@ -97,14 +113,16 @@ def resolve_devices(spec: str = "auto", num_gpus: int | None = None) -> list[mx.
             raise ValueError(f"--num-gpus must be >= 0, got {num_gpus}")
         ctx = [mx.cpu(0)] if num_gpus == 0 else _gpus(list(range(num_gpus)), f"num_gpus={num_gpus}", available)
     elif spec == "auto":
-        ctx = _gpus(list(range(available)), spec, available) if available else [mx.cpu(0)]
+        ctx = _gpus(share_of(available), spec, available) if available else [mx.cpu(0)]
         if not available:
             log.info("no GPU visible to MXNet: running on the CPU")
     elif spec == "cpu":
         ctx = [mx.cpu(0)]
     elif spec.startswith("cpu:"):
         ctx = [mx.cpu(i) for i in range(_count(spec[4:], spec))]
-    elif spec == "gpu" or spec.startswith("gpu:"):
+    elif spec == "gpu":
+        ctx = _gpus(share_of(available), spec, available)
+    elif spec.startswith("gpu:"):
         ctx = _gpus(_gpu_ids(spec[4:], spec, available), spec, available)
     else:
         raise ValueError(f"unknown device spec {spec!r}; use auto, cpu, cpu:N, gpu or gpu:0,1")

@@ -90,13 +90,14 @@ class BalancedSampler:
 
 def make_loader(
     dataset, transform, batch_size: int, *, train: bool, workers: int = 0, balanced: bool = False,
-    sampler=None,
+    sampler=None, pin_device: int = -1,
 ) -> mx.gluon.data.DataLoader:
     """DataLoader over `dataset` with `transform` on the image; `sampler` replaces the training
     order (a distributed worker's shard, see fashionai.training.distributed.ShardSampler).
 
     Training drops the last partial batch (`discard`) so every step has the same shape, which
     `hybridize(static_shape=True)` needs; evaluation keeps every image (`keep`) and the caller pads.
+    `pin_device` >= 0: batches land in page-locked memory for that GPU (faster copies to it).
     """
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.sampler import BatchSampler, RandomSampler, SequentialSampler
@@ -110,7 +111,8 @@ def make_loader(
         batches = BatchSampler(sampler, batch_size, last_batch="discard")
     else:
         batches = BatchSampler(SequentialSampler(len(dataset)), batch_size, last_batch="keep")
-    return DataLoader(data, batch_sampler=batches, num_workers=loader_workers(workers))
+    return DataLoader(data, batch_sampler=batches, num_workers=loader_workers(workers),
+                      pin_memory=pin_device >= 0, pin_device_id=max(pin_device, 0))
 
 
 # --- workers ------------------------------------------------------------------------------------

@@ -220,7 +220,8 @@ class RecordLoader:
     """
 
     def __init__(self, split: RecordSplit, batch_size: int, *, train: bool, view: View,
-                 threads: int, seed: int = 0, rank: int = 0, num_workers: int = 1, **augment: float):
+                 threads: int, seed: int = 0, rank: int = 0, num_workers: int = 1, pin_device: int = -1,
+                 **augment: float):
         import mxnet as mx
 
         self.items, self.batch_size, self.train = split.items, batch_size, train
@@ -233,7 +234,7 @@ class RecordLoader:
             path_imgrec=str(split.files.rec), path_imgidx=str(split.files.idx), batch_size=batch_size,
             preprocess_threads=threads, shuffle=train, seed=seed, num_parts=num_workers if train else 1,
             part_index=rank if train else 0, round_batch=False, verbose=False,
-            device_id=0 if mx.context.num_gpus() else -1,  # pinned host memory only where a GPU reads it
+            device_id=pin_device,  # pinned host memory for the GPU that reads first (-1: none, the CPU reads)
             **record_iter_args(view, train=train, **augment))
         self._fresh = True  # a new iterator is already at the start (and prefetching)
 
@@ -258,10 +259,10 @@ class RecordLoader:
 
 def record_loader(prepared: str | Path, task: str, split: str, batch_size: int, *, train: bool,
                   view: View, workers: int = AUTO_WORKERS, seed: int = 0, rank: int = 0,
-                  num_workers: int = 1, **augment: float) -> RecordLoader:
+                  num_workers: int = 1, pin_device: int = -1, **augment: float) -> RecordLoader:
     """RecordLoader over `<prepared>/<task>/<split>.rec` at `view`, refusing a missing or stale pack."""
     split_data = RecordSplit(prepared, task, split)
     split_data.check_size(view)
     return RecordLoader(split_data, batch_size, train=train, view=view,
                         threads=record_threads(workers), seed=seed, rank=rank, num_workers=num_workers,
-                        **augment)
+                        pin_device=pin_device, **augment)

@@ -273,7 +273,7 @@ def _start(config: TrainConfig, run_dir: Path, ctx: Sequence[mx.Context], kv: mx
     the epoch the run starts at. The order is the random draws' order: keep it."""
     seed_everything(config.seed)
     start_amp(config.dtype)
-    loaders = make_loaders(config, len(ctx), info)
+    loaders = make_loaders(config, len(ctx), info, pin_device=ctx[0].device_id if ctx[0].device_type == "gpu" else -1)
     resuming = bool(config.resume) and (run_dir / CHECKPOINT).is_file()
     if config.resume and not resuming:
         log.warning("%s has no checkpoint (no epoch of it finished): starting it from epoch 0", run_dir)

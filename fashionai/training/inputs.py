@@ -45,10 +45,12 @@ class Loaders(NamedTuple):
 
 
 
-def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo()) -> Loaders:
-    """The loaders of a checked config."""
+def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo(),
+                 pin_device: int = -1) -> Loaders:
+    """The loaders of a checked config; `pin_device`: the GPU that reads the batches first (their
+    host memory is page-locked for it), -1 on the CPU."""
     if config.input == "rec":
-        return _record_loaders(config, num_devices, info)
+        return _record_loaders(config, num_devices, info, pin_device)
     head = layout_for(config)
     train_set, _ = head.dataset(config.prepared, "train")
     val_set, val_labels = head.dataset(config.prepared, "val")
@@ -58,18 +60,19 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
                if info.num_workers > 1 else None)
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
-                        balanced=config.balance == "sampler", sampler=sampler)
-    val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers)
+                        balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device)
+    val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers,
+                      pin_device=pin_device)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return Loaders(train, val, train_labels, val_labels, sampler)
 
 
-def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo) -> Loaders:
+def _record_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo, pin_device: int) -> Loaders:
     """make_loaders for `--input rec`: ImageRecordIter over the task's packs (fashionai pack); a
     distributed worker reads its part (`part_index`) of the training pack."""
     prepared, step = Path(config.prepared), config.batch_size * num_devices
-    common = dict(view=config.view, workers=config.workers, seed=config.seed)
+    common = dict(view=config.view, workers=config.workers, seed=config.seed, pin_device=pin_device)
     train = record_loader(prepared, config.task, "train", step, train=True, rank=info.rank,
                           num_workers=info.num_workers, **augmentation(config), **common)
     val = record_loader(prepared, config.task, "val", step, train=False, **common)
