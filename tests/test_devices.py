@@ -72,3 +72,13 @@ def test_local_workers_of_a_job_take_their_own_gpus(monkeypatch, rank, count, vi
     monkeypatch.setenv("FASHIONAI_PROCESSES_PER_HOST", count)
     assert devices.resolve_devices("auto") == devices.resolve_devices("gpu") == [mx.gpu(i) for i in expected]
     assert devices.resolve_devices("gpu:1") == [mx.gpu(1)]
+
+
+def test_first_is_one_device_whatever_the_host_has(monkeypatch):
+    """The demo preset's devices: one GPU (this worker's first) or the CPU; a 5-class demo task on 8
+    GPUs would otherwise get one step an epoch."""
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 8)
+    monkeypatch.delenv("FASHIONAI_LOCAL_RANK", raising=False)
+    assert devices.resolve_devices("first") == [mx.gpu(0)]
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
+    assert devices.resolve_devices("first") == [mx.cpu(0)]

@@ -356,3 +356,14 @@ def test_validation_launches_every_device_before_reading_any(monkeypatch):
     assert probs.shape == (4, 2) and labels.tolist() == [0, 1, 0, 1]
     outputs = [e for e in events if e in ("forward", "read 2")]  # reads of the (N, 2) outputs
     assert outputs == ["forward", "forward", "read 2", "read 2"]
+
+
+def test_the_batch_rule_is_said_where_there_are_several_devices():
+    from fashionai.training.fit import batch_rule
+
+    config = TrainConfig(task=TASK, batch_size=32, lr=0.01)
+    assert batch_rule(config, 1, 1) is None
+    assert batch_rule(config, 4, 2) == (
+        "batch rule: 32 per device x 4 device(s) x 2 worker(s) = 256 images per step, 8x fewer steps per epoch "
+        "than on one device; the LR is used as given (0.01): for one device's schedule per image, scale it "
+        "linearly (--lr 0.08, with --warmup-epochs)")

@@ -64,7 +64,7 @@ def add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--model", help="override the preset's model, e.g. ResNet50_v2 (with --pretrained cache)")
     p.add_argument("--pretrained", help="override the preset's 'none': cache or a params file")
     p.add_argument("--data-shape", type=int, help="override the preset's input size")
-    p.add_argument("--devices", help="override the preset's devices (auto)")
+    p.add_argument("--devices", help="override the preset's devices (first: one GPU, else the CPU)")
     return _cmd_demo
 
 

@@ -29,7 +29,7 @@ TRAIN_HELP = {
                    ("--pretrained-path",)),
     "download": ("allow downloading the pretrained weights from the model zoo", ()),
     "mxnet_home": ("folder whose models/ holds the weights (default $MXNET_HOME or ~/.mxnet)", ()),
-    "devices": ("auto, cpu, cpu:N, gpu, gpu:0,1", ()),
+    "devices": ("auto (every GPU, else the CPU), first (one GPU, else the CPU), cpu, cpu:N, gpu, gpu:0,1", ()),
     "dtype": ("training precision: float32, bfloat16 (AMP on CPUs with BF16 kernels) or float16 (AMP on "
               "GPUs); refused where the hardware cannot run it. auto: bfloat16 where oneDNN runs it on AMX, "
               "at inputs of 128 px or more and for nets without grouped convolutions (where it trains "

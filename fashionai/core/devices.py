@@ -1,7 +1,8 @@
 """Device contexts, resolved once per command and passed down explicitly.
 
-Specs: `auto` (every visible GPU, else the CPU), `cpu`, `cpu:N` (N CPU contexts: how the
-multi-device code is exercised on machines without a GPU), `gpu` (all GPUs), `gpu:0,1`.
+Specs: `auto` (every visible GPU, else the CPU), `first` (the first GPU, else the CPU), `cpu`,
+`cpu:N` (N CPU contexts: how the multi-device code is exercised on machines without a GPU), `gpu`
+(all GPUs), `gpu:0,1`.
 `num_gpus` (the tutorial / GluonCV flag) overrides the spec: 0 = CPU, N = gpu:0..N-1.
 With no usable GPU (none visible, or a CPU-only MXNet wheel) a GPU request falls back to the CPU
 with one warning; asking for a GPU index that does not exist while others do is an error, and so
@@ -116,6 +117,8 @@ def resolve_devices(spec: str = "auto", num_gpus: int | None = None) -> list[mx.
         ctx = _gpus(share_of(available), spec, available) if available else [mx.cpu(0)]
         if not available:
             log.info("no GPU visible to MXNet: running on the CPU")
+    elif spec == "first":  # one device: this process's first GPU, else the CPU (the demo preset)
+        ctx = _gpus(share_of(available)[:1], spec, available) if available else [mx.cpu(0)]
     elif spec == "cpu":
         ctx = [mx.cpu(0)]
     elif spec.startswith("cpu:"):
@@ -125,7 +128,7 @@ def resolve_devices(spec: str = "auto", num_gpus: int | None = None) -> list[mx.
     elif spec.startswith("gpu:"):
         ctx = _gpus(_gpu_ids(spec[4:], spec, available), spec, available)
     else:
-        raise ValueError(f"unknown device spec {spec!r}; use auto, cpu, cpu:N, gpu or gpu:0,1")
+        raise ValueError(f"unknown device spec {spec!r}; use auto, first, cpu, cpu:N, gpu or gpu:0,1")
     log.info("devices: %s", ", ".join(str(c) for c in ctx))
     return ctx
 

@@ -137,7 +137,7 @@ class TrainConfig:
         where a hem ends, which small crops would cut away)."""
         preset = dict(
             task=task, prepared=str(prepared), out=str(out), name="demo", model="mobilenet0.25",
-            data_shape=64, pretrained="none", devices="auto", workers=0, epochs=25, batch_size=32,
+            data_shape=64, pretrained="none", devices="first", workers=0, epochs=25, batch_size=32,
             optimizer="nag", lr=0.1, wd=1e-4, lr_mode="cosine", warmup_epochs=1, lr_steps=[],
             min_scale=0.6, seed=0,
         )

@@ -176,6 +176,18 @@ def epoch_line(row: dict) -> str:
             f"{row['epoch_s']:.1f} s")
 
 
+def batch_rule(config: TrainConfig, devices: int, workers: int) -> str | None:
+    """The batch and LR rule across devices and workers, in words, where there are several: -b is
+    per device (the Gluon tutorial's and GluonCV's convention), the LR is used as given."""
+    copies = devices * workers
+    if copies <= 1:
+        return None
+    return (f"batch rule: {config.batch_size} per device x {devices} device(s) x {workers} worker(s) = "
+            f"{config.batch_size * copies} images per step, {copies}x fewer steps per epoch than on one device; "
+            f"the LR is used as given ({config.lr:g}): for one device's schedule per image, scale it linearly "
+            f"(--lr {config.lr * copies:g}, with --warmup-epochs)")
+
+
 def stall_note(epoch_s: Sequence[float], factor: float = STALL_FACTOR) -> str | None:
     """Words for the last epoch when it took `factor` times the median of the earlier ones (at
     least 3): a step that stalled (a lost host that came back, a swapped-out process, a slow disk)."""
@@ -341,6 +353,9 @@ def _fit(config: TrainConfig, run_dir: Path, ctx: Sequence[mx.Context], kv: mx.k
              config.task or config.tasks, config.pretrained if not config.resume else "resumed", config.epochs,
              f" + {config.fine_tune_epochs} fine-tuning" if config.fine_tune_epochs else "", config.batch_size,
              len(ctx), run_dir)
+    rule = batch_rule(config, len(ctx), info.num_workers)
+    if rule:
+        log.info("%s", rule)
     first = f.state.epoch
     try:
         for epoch in range(first, config.epochs + config.fine_tune_epochs):
