@@ -232,7 +232,7 @@ def test_cli_pack_and_train_flag(prepared, capsys):
     assert recordio.check_pack(prepared, TASK, "val")[1]["short_side"] == 40
     assert main(["pack", "--prepared", str(prepared / "nowhere")]) == 2
     args = build_parser().parse_args(["train", "--task", TASK, "--input", "rec"])
-    assert train_config(args).input == "rec" and TrainConfig().input == "folder"
+    assert train_config(args).input == "rec" and TrainConfig().input == "auto"  # auto: test_input_auto_...
 
 
 def test_workers_default_is_sized_from_the_cores():
@@ -243,6 +243,24 @@ def test_workers_default_is_sized_from_the_cores():
     assert loaders.loader_workers(-1) == min(4, cores) and loaders.loader_workers(3) == 3
     assert loaders.record_threads(-1) == loaders.record_threads(0) == max(cores // 2, 1)
     assert loaders.record_threads(1) == 1 and loaders.record_threads(10 * cores) == max(cores // 2, 1)
+
+
+def test_input_auto_reads_packs_where_a_gpu_trains_and_they_are_fresh(packed, prepared):
+    """--input auto (the default): RecordIO only where a GPU reads the batches and the packs are
+    there; the folders on the CPU, for unpacked data and for what RecordIO cannot do."""
+    from fashionai.training.inputs import input_kind
+
+    auto = TrainConfig.demo(TASK, packed, packed / "runs", input="auto")
+    assert input_kind(auto, pin_device=0) == "rec" and input_kind(auto, pin_device=-1) == "folder"
+    assert input_kind(auto.replace(balance="sampler"), pin_device=0) == "folder"
+    assert input_kind(auto.replace(prepared=str(prepared)), pin_device=0) == "folder"  # not packed
+    assert input_kind(auto.replace(input="rec"), pin_device=-1) == "rec"  # what the user said
+
+
+def test_loader_processes_grow_with_the_gpus():
+    cores = loaders.usable_cores()
+    assert loaders.loader_workers(-1, gpus=2) == min(8, cores) and loaders.loader_workers(-1, gpus=0) == min(4, cores)
+    assert loaders.loader_workers(3, gpus=8) == 3
 
 
 def test_bench_input_reports_both_paths(packed):

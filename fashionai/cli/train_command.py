@@ -42,7 +42,8 @@ TRAIN_HELP = {
                 "threads (--input rec; MXNet uses at most half the cores); -1 = auto: min(4, cores) "
                 "processes, or one thread per core",
                 ("-j", "--num-workers", "--num-data-workers")),
-    "input": ("folder: decode the prepared JPEG folders in Python workers (the tutorial's way); rec: read the "
+    "input": ("auto: rec where GPUs train and the task's packs are there and fresh, else folder; folder: "
+              "decode the prepared JPEG folders in Python workers (the tutorial's way); rec: read the "
               "RecordIO packs of `fashionai pack` with MXNet's C++ ImageRecordIter (decoding and "
               "augmentation in native threads: the fast path for GPU hosts; no --balance sampler)", ()),
     "epochs": ("training epochs", ("--num-epochs",)),

@@ -31,7 +31,7 @@ CHOICES = {
     "dtype": ("float32", "bfloat16", "float16", "auto"),
     "cache_views": tuple(TTA_MODES),
     "augment": AUGMENTS,
-    "input": ("folder", "rec"),
+    "input": ("auto", "folder", "rec"),
 }
 # A resume must not change these: the net's shape, and the view its predictions are made on.
 ARCH_FIELDS = ("task", "tasks", "model", "data_shape", "num_classes", "crop_ratio")
@@ -57,7 +57,7 @@ class TrainConfig:
     num_gpus: int | None = None
     kvstore: str = "device"
     workers: int = -1  # auto: fashionai.data.loaders.loader_workers / record_threads size it from the cores
-    input: str = "folder"
+    input: str = "auto"  # rec where GPUs train and the task's packs are fresh, else folder (inputs.input_kind)
     epochs: int = 40
     batch_size: int = 64
     optimizer: str = "sgd"

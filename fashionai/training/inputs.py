@@ -17,7 +17,7 @@ import numpy as np
 
 from fashionai.data.loaders import labels_of, make_loader, record_threads
 from fashionai.data.manifest import label_strings
-from fashionai.data.recordio import record_loader
+from fashionai.data.recordio import check_pack, record_loader
 from fashionai.data.transforms import eval_transform, train_transform
 from fashionai.training.config import TrainConfig, augmentation
 from fashionai.training.distributed import ShardSampler, WorkerInfo
@@ -45,11 +45,29 @@ class Loaders(NamedTuple):
 
 
 
+def input_kind(config: TrainConfig, pin_device: int) -> str:
+    """`--input` resolved: `auto` reads RecordIO packs where GPUs train (Python decoding would starve
+    them) and the task's packs are there and fresh, the folders otherwise (a CPU trains slower than
+    either decodes)."""
+    if config.input != "auto":
+        return config.input
+    if pin_device < 0 or config.tasks or config.balance == "sampler":
+        return "folder"
+    try:
+        for split in ("train", "val"):
+            check_pack(config.prepared, config.task, split)
+    except (FileNotFoundError, ValueError) as err:
+        log.info("--input auto: the folders (%s; `fashionai pack` makes packs for faster GPU input)", err)
+        return "folder"
+    log.info("--input auto: the RecordIO packs (GPU training)")
+    return "rec"
+
+
 def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo(),
                  pin_device: int = -1) -> Loaders:
     """The loaders of a checked config; `pin_device`: the GPU that reads the batches first (their
     host memory is page-locked for it), -1 on the CPU."""
-    if config.input == "rec":
+    if input_kind(config, pin_device) == "rec":
         return _record_loaders(config, num_devices, info, pin_device)
     head = layout_for(config)
     train_set, _ = head.dataset(config.prepared, "train")
@@ -59,10 +77,11 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train_labels = labels_of(train_set)
     sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
                if info.num_workers > 1 else None)
+    gpus = num_devices if pin_device >= 0 else 0
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
-                        balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device)
+                        balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device, gpus=gpus)
     val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers,
-                      pin_device=pin_device)
+                      pin_device=pin_device, gpus=gpus)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return Loaders(train, val, train_labels, val_labels, sampler)
