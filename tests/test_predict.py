@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import mxnet as mx
@@ -12,7 +13,9 @@ from fashionai.cli import main
 from fashionai.core.tasks import num_classes
 from fashionai.core.view import View
 from fashionai.data import transforms, tta
+from fashionai.data.tta import ImageDecodeError
 from fashionai.inference import predict
+from fashionai.model import load_run
 from fashionai.pipeline import submit
 from fashionai.pipeline.submit import make_submission
 from fashionai.scoring.probs import load_probs
@@ -259,3 +262,25 @@ def test_predict_and_submit_pass_the_precision_through(trained_run, tmp_path, mo
                  "--precision", "int8"]) == 0
     # the defaults: flip views of the last epoch's weights (fashionai.pipeline.tta_choice)
     assert seen[0]["precision"] == "int8" and seen[0]["tta"] == "flip" and seen[0]["which"] == "last"
+
+
+def test_decoding_ahead_in_threads_gives_the_same_probabilities_and_failures(trained_run, tmp_path, monkeypatch):
+    """Prediction decodes the next images in threads while the net runs (issue: one image at a time
+    in the main thread capped every engine): same numbers, same order, every bad image reported."""
+    from fashionai.inference import predict as module
+
+    config = json.loads((trained_run / "config.json").read_text())
+    images = sorted((Path(config["prepared"]) / config["task"]).glob("*/*/*.jpg"))[:12]
+    net, run = load_run(trained_run, mx.cpu())
+    threaded = module.predict_views(net, images, view=run.view, ctx=mx.cpu(), tta="flip", batch_size=4)
+    monkeypatch.setattr(module, "decode_threads", lambda images, per_step: 0)
+    inline = module.predict_views(net, images, view=run.view, ctx=mx.cpu(), tta="flip", batch_size=4)
+    np.testing.assert_array_equal(threaded, inline)
+    monkeypatch.undo()
+    bad = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    for path in bad:
+        path.write_bytes(b"not an image")
+    with pytest.raises(ImageDecodeError) as err:
+        module.predict_views(net, [images[0], bad[0], *images[1:6], bad[1]], view=run.view, ctx=mx.cpu(),
+                             tta="flip", batch_size=4)
+    assert [p for p, _ in err.value.failures] == [str(b) for b in bad]

@@ -164,6 +164,32 @@ def image_views(image: mx.nd.NDArray, scales: Sequence[int], view: View, mode: s
     return mx.nd.array(np.ascontiguousarray(np.concatenate(per_scale)), dtype=np.float32)
 
 
+class ViewsDataset:
+    """The test-time views of each image as a gluon Dataset, so a DataLoader can decode them in
+    worker threads (`decode_loader`): item i is ("ok", its views) or ("bad", (path, reason))."""
+
+    def __init__(self, paths: Sequence, scales: Sequence[int], view: View, mode: str):
+        self.paths, self.scales, self.view, self.mode = list(paths), list(scales), view, mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[str, object]:
+        stacks, failures = load_views([self.paths[i]], self.scales, self.view, self.mode)
+        return ("ok", stacks[0]) if stacks else ("bad", failures[0])
+
+
+def decode_loader(paths: Sequence, scales: Sequence[int], view: View, mode: str, images_per_step: int,
+                  threads: int):
+    """Steps of `images_per_step` images' views, decoded by `threads` threads ahead of the net (a
+    gluon DataLoader over a thread pool: MXNet's image operators release the GIL), in `paths` order;
+    each step a list of ViewsDataset items. 0 threads: decoded in this thread, as it is needed."""
+    from mxnet.gluon.data import DataLoader
+
+    return DataLoader(ViewsDataset(paths, scales, view, mode), batch_size=images_per_step, shuffle=False,
+                      num_workers=threads, thread_pool=True, batchify_fn=list, prefetch=2 * threads or None)
+
+
 def load_views(paths: Sequence, scales: Sequence[int], view: View, mode: str
                ) -> tuple[list[mx.nd.NDArray], list[tuple[str, str]]]:
     """Each decodable image's `image_views` (normalised, ready for the net), and (path, reason) of

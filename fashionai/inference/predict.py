@@ -25,13 +25,20 @@ import numpy as np
 from tqdm import tqdm
 
 from fashionai.core.annotations import read_questions
+from fashionai.core.cpu import usable_cores
 from fashionai.core.devices import context_list, resolve_devices
 from fashionai.core.tasks import check_task
 from fashionai.core.view import View
-from fashionai.data.tta import ImageDecodeError, check_scales, load_views, num_views, reduce_views
+from fashionai.data.tta import ImageDecodeError, check_scales, decode_loader, num_views, reduce_views
 from fashionai.inference.nets import load_net, precision_of
 
 log = logging.getLogger(__name__)
+
+
+def decode_threads(images: int, per_step: int) -> int:
+    """Threads decoding ahead of the net: one per core, none when everything fits in one step
+    (nothing to overlap); images were decoded one at a time in the main thread before."""
+    return 0 if images <= per_step else usable_cores()
 
 
 def _forward(net, stacks: list, ctx: list) -> np.ndarray:
@@ -57,8 +64,9 @@ def predict_views(
     scales: Sequence[int] | None = None, batch_size: int = 32,
 ) -> np.ndarray:
     """(N, S * V, K) probabilities of every view of every image (`data.tta` order, cut and normalised
-    as `view` says), rows in `paths` order. Every undecodable image is collected and reported in one ImageDecodeError (after the
-    first failure the net is no longer run).
+    as `view` says), rows in `paths` order. Images are decoded by threads ahead of the net
+    (`decode_threads`). Every undecodable image is collected and reported in one ImageDecodeError
+    (after the first failure the net is no longer run).
 
     A plain net is hybridized here (static_alloc, static_shape); one from `nets.load_net` is
     run as it is, since re-hybridizing would drop its backend (the fused oneDNN graph).
@@ -72,14 +80,15 @@ def predict_views(
     if precision_of(net) is None:
         net.hybridize(static_alloc=True, static_shape=True)
     results, failures = [], []
+    steps = decode_loader(paths, scales, view, tta, per_step, decode_threads(len(paths), per_step))
     with tqdm(total=len(paths), unit="img", desc=f"predict ({tta})", leave=False) as bar:
-        for start in range(0, len(paths), per_step):
-            stacks, bad = load_views(paths[start:start + per_step], scales, view, tta)
-            failures += bad
+        for items in steps:
+            stacks = [x for kind, x in items if kind == "ok"]
+            failures += [x for kind, x in items if kind == "bad"]
             if not failures:
                 probs = _forward(net, stacks, ctx)
                 results.append(probs.reshape(len(stacks), views, probs.shape[-1]))
-            bar.update(min(per_step, len(paths) - start))
+            bar.update(len(items))
     if failures:
         raise ImageDecodeError(failures)
     return np.concatenate(results)

@@ -128,7 +128,7 @@ class TrainConfig:
 
     @classmethod
     def demo(cls, task: str, prepared: str | Path, out: str | Path, **changes: Any) -> TrainConfig:
-        """The from-scratch setting for generated demo data (README, "Training"): all 8 tasks in
+        """The from-scratch setting for generated demo data (docs/stages.md, "The demo data"): all 8 tasks in
         about 5 minutes on 2 CPU cores. mobilenet0.25 at 64 px trains ~15x faster than
         cifar_resnet20_v1 at 64 px here (1200 vs 63 img/s compute) and, given 25 epochs, learns the
         demo classes better (skirt / collar / neckline val acc 0.59 / 0.86 / 0.78 at 80 images per
@@ -234,7 +234,7 @@ def check_head_training(config: TrainConfig) -> None:
             is_distributed(config.kvstore),
         "takes one view per cached sample: no mixup": config.mixup > 0,
         "has no sampler: use --balance weights": config.balance == "sampler",
-        "reads the JPEG folders: use --input folder": config.input != "folder",
+        "reads the JPEG folders: use --input folder (or auto)": config.input == "rec",
     }
     problems = [reason for reason, bad in why.items() if bad]
     if problems:

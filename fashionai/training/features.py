@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from fashionai.core.cpu import usable_cores
 from fashionai.core.io import atomic_save, sha1_of
 from fashionai.core.view import View
 from fashionai.data.loaders import image_folder, split_dir
-from fashionai.data.tta import ImageDecodeError, load_views, num_views
+from fashionai.data.tta import ImageDecodeError, decode_loader, num_views
 from fashionai.model import head_attr
 from fashionai.training.config import TrainConfig
 from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step, val_metrics
@@ -136,9 +137,11 @@ def _extract(block, paths: Sequence[Path], view: View, views: str, ctx) -> np.nd
     import mxnet as mx
 
     out, v = [], num_views(views)
-    for start in tqdm(range(0, len(paths), EXTRACT_BATCH), desc=f"features ({views})", unit="batch",
-                      leave=False, disable=None):
-        stacks, failures = load_views(paths[start:start + EXTRACT_BATCH], [view.short], view, views)
+    threads = usable_cores() if len(paths) > EXTRACT_BATCH else 0  # decode the next batch while this one runs
+    for items in tqdm(decode_loader(paths, [view.short], view, views, EXTRACT_BATCH, threads),
+                      desc=f"features ({views})", unit="batch", leave=False, disable=None):
+        stacks = [x for kind, x in items if kind == "ok"]
+        failures = [x for kind, x in items if kind == "bad"]
         if failures:
             raise ImageDecodeError(failures)
         feats = block(mx.nd.concat(*stacks, dim=0).as_in_context(ctx)).asnumpy()

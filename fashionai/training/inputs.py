@@ -51,7 +51,7 @@ def input_kind(config: TrainConfig, pin_device: int) -> str:
     either decodes)."""
     if config.input != "auto":
         return config.input
-    if pin_device < 0 or config.tasks or config.balance == "sampler":
+    if pin_device < 0 or config.tasks or config.balance == "sampler" or config.cache_features:
         return "folder"
     try:
         for split in ("train", "val"):
