@@ -1,6 +1,6 @@
 """Several hosts, simulated: two Linux network namespaces joined by a veth pair stand for two hosts,
 and `ssh` is a script that runs the remote command in the other namespace with the bare
-environment a fresh sshd session gives. Through the README's multi-host command both hosts train
+environment a fresh sshd session gives. Through docs/hosts.md's multi-host command both hosts train
 to the same model; a host whose link goes down ends the job, named, within the heartbeat timeout.
 Needs root and `ip netns` (skipped with the reason elsewhere). No test waits on a clock: the link
 goes down once an epoch has been logged, and the job must end by itself."""

@@ -114,7 +114,7 @@ def unusable_reason(gpu: Gpu, build: str) -> str | None:
     """Why `build` cannot run on `gpu` (one line with what to do), or None when it can."""
     if build == "cpu":
         return (f"GPU {gpu.index} ({gpu.name}): the installed MXNet is the CPU build; reinstall with "
-                f"MXNET_BUILD={GPU_BUILD} scripts/bootstrap.sh (the README, 'GPU hosts')")
+                f"MXNET_BUILD={GPU_BUILD} scripts/bootstrap.sh (docs/gpu.md)")
     if has_kernels(build, gpu.compute_capability):
         return None
     return (f"GPU {gpu.index} ({gpu.name}, compute capability {gpu.compute_capability}): "

@@ -2,7 +2,7 @@
 
 This module is the single source of truth for task names, class counts and class order; every
 other module asks it instead of repeating the table. Facts from the competition's data
-(see README, "The data"): a label string has one character per class, `y` = the class,
+(see docs/design.md, "The data"): a label string has one character per class, `y` = the class,
 `n` = not, `m` = "maybe" (a plausible second class, ignored by the official metric).
 """
 

@@ -1,6 +1,6 @@
 """A small, learnable dataset in the exact FashionAI layout, drawn with OpenCV from a seed.
 
-Written under `out` (see docs/design.md and FASHIONAI.md for the formats):
+Written under `out` (docs/design.md, "The data" and "Files on disk", gives the formats):
 ```
 base/Annotations/label.csv                 training labels, all selected tasks, grouped by task
 base/Images/<task>/<id>.jpg

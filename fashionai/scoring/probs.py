@@ -1,5 +1,5 @@
 """Saved probabilities and ensembles: `submit --save-probs` writes each run's (N, K) test
-probabilities as `.npy` + a `.json` sidecar (task, images, meta), and `submit --ensemble` averages
+probabilities as `.npy` + a `.json` sidecar (task, images, meta), and `submit --from-probs` averages
 saved files of one task, aligned to the questions' image order, before the submission is built.
 """
 

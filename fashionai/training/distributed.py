@@ -7,7 +7,7 @@ about the job: a worker's rank and the worker count (`WorkerInfo`), and its shar
 (`shard`): each worker reads a disjoint 1/N of the training images, so an epoch is one pass over
 the data across the whole job.
 
-Scaling rule (documented in the README): `--batch-size` stays per device, so the global batch is
+Scaling rule (documented in docs/runtime.md): `--batch-size` stays per device, so the global batch is
 `batch_size x devices x workers`; the learning rate is NOT changed silently: pass the linearly
 scaled LR yourself (Goyal et al. 2017: lr x workers, with warm-up) if you keep the epoch count.
 """
