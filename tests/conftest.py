@@ -95,3 +95,13 @@ def resumed(prepared_data, tmp_path_factory):
     before = read_checkpoint_json(part)
     assert fit(base.replace(name="part", resume=str(part))) == part  # epochs=4 again
     return full, part, before
+
+
+def fingerprints(out: str) -> dict[int, list[str]]:
+    """{epoch: [model fingerprint each worker logged]} from a distributed job's combined log."""
+    models: dict[int, list[str]] = {}
+    for line in out.splitlines():
+        if " holds model " in line:
+            epoch = int(line.split("epoch ")[1].split(":")[0])
+            models.setdefault(epoch, []).append(line.split(" holds model ")[1].strip())
+    return models

@@ -18,6 +18,8 @@ from fashionai.launcher import Host, job_spec, read_hosts, remote_argv, role_env
 from fashionai.training.distributed import WorkerInfo, check_launched, shard
 from fashionai.training.rundir import read_metrics
 
+from conftest import fingerprints
+
 
 def test_shards_are_disjoint_cover_everything_and_interleave_classes():
     parts = [shard(10, WorkerInfo(r, 3)) for r in range(3)]
@@ -154,15 +156,6 @@ def _val_lines(out):
     return lines
 
 
-def _fingerprints(out):
-    """{epoch: [model fingerprint each worker logged]} from the job's combined log."""
-    models = {}
-    for line in out.splitlines():
-        if " holds model " in line:
-            epoch = int(line.split("epoch ")[1].split(":")[0])
-            models.setdefault(epoch, []).append(line.split(" holds model ")[1].strip())
-    return models
-
 
 @pytest.mark.slow
 def test_fashionai_train_under_the_launcher_two_workers_one_run_dir_same_val_metrics(prepared_data, tmp_path):
@@ -175,7 +168,7 @@ def test_fashionai_train_under_the_launcher_two_workers_one_run_dir_same_val_met
     assert out.count("distributed worker") == 2
     val = _val_lines(out)
     assert sorted(val) == [0, 1, 2]
-    models = _fingerprints(out)
+    models = fingerprints(out)
     for epoch, (a, b) in val.items():  # BatchNorm statistics averaged: both workers hold one model
         assert len(models[epoch]) == 2 and len(set(models[epoch])) == 1, (epoch, models[epoch])
         assert _numbers(a) == _numbers(b), (epoch, a, b)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import fingerprints
+
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "skirt_length_labels"
 PREFIX = f"fa{os.getpid() % 100000}"
@@ -95,14 +97,6 @@ def _train_flags(prepared, out, name, epochs):
             str(epochs), "--data-shape", "32", "--batch-size", "8", "--warmup-epochs", "0", "-j", "0"]
 
 
-def _fingerprints(out: str) -> dict[int, list[str]]:
-    models: dict[int, list[str]] = {}
-    for line in out.splitlines():
-        if " holds model " in line:
-            epoch = int(line.split("epoch ")[1].split(":")[0])
-            models.setdefault(epoch, []).append(line.split(" holds model ")[1].strip())
-    return models
-
 
 @pytest.mark.slow
 def test_the_readme_multi_host_command_trains_one_model_on_two_hosts(hosts, prepared_data, tmp_path):
@@ -110,7 +104,7 @@ def test_the_readme_multi_host_command_trains_one_model_on_two_hosts(hosts, prep
                  HOSTS=hosts["hostfile"], PY=sys.executable)
     out = _finish(proc, 240)
     assert proc.returncode == 0, out[-3000:]
-    models = _fingerprints(out)
+    models = fingerprints(out)
     assert sorted(models) == [0, 1] and all(len(m) == 2 and len(set(m)) == 1 for m in models.values()), models
     assert f"worker 0 on {B_IP}" not in out  # nothing failed
     assert (tmp_path / TASK / "two" / "checkpoint.json").is_file()
