@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_head.py [--model ResNet50_v2] [--size 224] [--per-class 10]
 
-Trains the same task three ways with `fashionai.train.fit` (random backbone weights: speed does
+Trains the same task three ways with `fashionai.training.fit.fit` (random backbone weights: speed does
 not depend on them): full fine-tuning, `--freeze-backbone` (a frozen backbone still runs forward
 every epoch), and `--freeze-backbone --cache-features` (the backbone runs once per image, then
 only the head trains). The cache is built in the first cached run and reused by the second.

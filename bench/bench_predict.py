@@ -7,14 +7,14 @@ Speed (one table): every case predicts the same `--images` 512 px demo JPEGs wit
 - tutorial-style: one image at a time, decoded, resized and cut into ten crops in Python with
   NDArray slicing, the 10 views run as one batch through `net.hybridize()` (the Gluon FashionAI
   tutorial's predict loop);
-- the project (`fashionai.predict.predict_paths`, batches of several images' views) at fp32,
-  fused, int8 and bf16 (`fashionai.precision`; refused where this CPU cannot run it), and at fp32
+- the project (`fashionai.inference.predict.predict_paths`, batches of several images' views) at fp32,
+  fused, int8 and bf16 (`fashionai.inference.nets`; refused where this CPU cannot run it), and at fp32
   once more with MXNet's default threads (`OMP_NUM_THREADS` unset, the project's thread setting
   skipped), the baseline of the project's thread default.
 The net is one epoch of `--model` from random weights at a small LR (speed does not depend on the
 weights; a large LR would collapse its outputs to one class and hide any disagreement).
 
-Accuracy (second table): `precision.compare_precisions` on a run of the same `--model` that learned
+Accuracy (second table): `pipeline.precision.compare_precisions` on a run of the same `--model` that learned
 the skirt-length task with the demo preset's budget at 64 px (or on `--run`, any trained run), val
 mAP of each precision beside fp32's, the precision `auto` picks there, and that precision's
 ten-crop speed against the tutorial's loop: from the first table, and as the median of `--pairs`

@@ -90,7 +90,7 @@ class TrainConfig:
     cache_views: str = "none"
     fine_tune_epochs: int = 0
     fine_tune_lr_mult: float = 0.1
-    tensorboard: bool = False  # also write each epoch's metrics as TensorBoard events (training.board)
+    tensorboard: bool = False  # also write each epoch's metrics as TensorBoard events (training.rundir.EpochBoard)
     seed: int = 0
     resume: str = ""
 
