@@ -39,8 +39,8 @@ TRAIN_HELP = {
     "kvstore": ("device or local (one process, several devices); dist_sync or dist_device_sync "
                 "under `fashionai launch` (several processes or hosts)", ()),
     "workers": ("data loader worker processes (--input folder; 0 = in the training process) or decoding "
-                "threads (--input rec; MXNet uses at most half the cores); -1 = auto: min(4, cores) "
-                "processes, or one thread per core",
+                "threads (--input rec; MXNet uses at most half the cores); -1 = auto: 4 processes per "
+                "training GPU (4 on the CPU), at most one per core, or one thread per core",
                 ("-j", "--num-workers", "--num-data-workers")),
     "input": ("auto: rec where GPUs train and the task's packs are there and fresh, else folder; folder: "
               "decode the prepared JPEG folders in Python workers (the tutorial's way); rec: read the "
