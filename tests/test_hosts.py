@@ -112,7 +112,7 @@ def test_the_readme_multi_host_command_trains_one_model_on_two_hosts(hosts, prep
 
 def _launch(hosts, hostfile, prepared, out, name, epochs):
     return [sys.executable, "-m", "fashionai", "launch", "-n", "2", "-s", "1", "--launcher", "ssh", "-H",
-            str(hostfile), "--heartbeat-timeout", "10", "--grace", "5", "--", sys.executable, "-m", "fashionai",
+            str(hostfile), "--heartbeat-timeout", "8", "--grace", "2", "--", sys.executable, "-m", "fashionai",
             "train", "--task", TASK, "--kvstore", "dist_sync", *_train_flags(prepared, out, name, epochs)]
 
 
@@ -125,7 +125,7 @@ def test_a_host_announcing_an_address_the_others_cannot_reach_is_named(hosts, pr
     out = _finish(proc, 120)
     assert proc.returncode == 1, out[-3000:]
     last = out.strip().splitlines()[-1]
-    assert f"on {B_IP} did not join the job's kvstore within 10 s" in last and "address=" in last, last
+    assert f"on {B_IP} did not join the job's kvstore within 8 s" in last and "address=" in last, last
 
 
 @pytest.mark.slow
