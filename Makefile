@@ -13,10 +13,10 @@ demo: venv
 	$(PY) -m fashionai demo
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-quick: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 # Every benchmark in turn (30-35 minutes on 2 cores); tables in bench/out/*.md, all rows in
 # bench/out/results.jsonl. Run it on an otherwise idle machine: figures are throughputs.

@@ -20,7 +20,7 @@ build=${choice%%$'\t'*}
 want="$(cat constraints.txt setup.py | sha256sum | cut -d' ' -f1) $build"
 
 imports() {
-  "$VENV/bin/python" -c "import mxnet, gluoncv, cv2, sklearn, pytest, fashionai" 2>&1
+  "$VENV/bin/python" -c "import mxnet, gluoncv, cv2, sklearn, pytest, xdist, fashionai" 2>&1
 }
 
 # A CUDA build that does not load for want of a shared library: say which, keep the venv.
