@@ -105,3 +105,23 @@ def fingerprints(out: str) -> dict[int, list[str]]:
             epoch = int(line.split("epoch ")[1].split(":")[0])
             models.setdefault(epoch, []).append(line.split(" holds model ")[1].strip())
     return models
+
+
+def finish_group(proc, timeout: float, seen: str = "") -> str:
+    """Wait for `proc` (started in its own session) and return its output after `seen`; on a
+    timeout kill its whole process group and fail. Nothing of the group outlives the call."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"still running after {timeout} s:\n{(seen + out)[-3000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return seen + out

@@ -18,7 +18,7 @@ from fashionai.launcher import Host, job_spec, read_hosts, remote_argv, role_env
 from fashionai.training.distributed import WorkerInfo, check_launched, shard
 from fashionai.training.rundir import read_metrics
 
-from conftest import fingerprints
+from conftest import fingerprints, finish_group
 
 
 def test_shards_are_disjoint_cover_everything_and_interleave_classes():
@@ -118,17 +118,7 @@ def run_launcher(args, timeout):
     """Run `fashionai launch ...` in its own process group; kill the whole group on a timeout."""
     proc = subprocess.Popen([sys.executable, "-m", "fashionai", "launch", *args], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"launcher still running after {timeout} s:\n{out[-3000:]}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # nothing of the job may outlive the test
-        except ProcessLookupError:
-            pass
+    out = finish_group(proc, timeout)  # nothing of the job may outlive the test
     return proc.returncode, out
 
 

@@ -5,17 +5,15 @@ to the same model; a host whose link goes down ends the job, named, within the h
 Needs root and `ip netns` (skipped with the reason elsewhere). No test waits on a clock: the link
 goes down once an epoch has been logged, and the job must end by itself."""
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import fingerprints
+from conftest import fingerprints, finish_group
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "skirt_length_labels"
@@ -79,18 +77,6 @@ def _in_a(hosts, argv, **env) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _finish(proc: subprocess.Popen, timeout: float, seen: str = "") -> str:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"still running after {timeout} s:\n{(seen + out)[-3000:]}")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return seen + out
-
 
 def _train_flags(prepared, out, name, epochs):
     return ["--prepared", str(prepared), "--out", str(out), "--name", name, "--preset", "demo", "--epochs",
@@ -102,7 +88,7 @@ def _train_flags(prepared, out, name, epochs):
 def test_the_readme_multi_host_command_trains_one_model_on_two_hosts(hosts, prepared_data, tmp_path):
     proc = _in_a(hosts, ["scripts/train_distributed.sh", "2", TASK, *_train_flags(prepared_data, tmp_path, "two", 2)],
                  HOSTS=hosts["hostfile"], PY=sys.executable)
-    out = _finish(proc, 240)
+    out = finish_group(proc, 240)
     assert proc.returncode == 0, out[-3000:]
     models = fingerprints(out)
     assert sorted(models) == [0, 1] and all(len(m) == 2 and len(set(m)) == 1 for m in models.values()), models
@@ -122,7 +108,7 @@ def test_a_host_announcing_an_address_the_others_cannot_reach_is_named(hosts, pr
     worker never joins the kvstore, and the job ends saying so (the other test above gives the
     address and trains)."""
     proc = _in_a(hosts, _launch(hosts, hosts["plain"], prepared_data, tmp_path, "homed", 2))
-    out = _finish(proc, 120)
+    out = finish_group(proc, 120)
     assert proc.returncode == 1, out[-3000:]
     last = out.strip().splitlines()[-1]
     assert f"on {B_IP} did not join the job's kvstore within 8 s" in last and "address=" in last, last
@@ -137,7 +123,7 @@ def test_a_host_whose_link_goes_down_ends_the_job_named(hosts, prepared_data, tm
         if " holds model " in line:
             _ip("-n", hosts["b"], "link", "set", hosts["b_link"], "down")
             break
-    out = _finish(proc, 120, "".join(seen))
+    out = finish_group(proc, 120, "".join(seen))
     _ip("-n", hosts["b"], "link", "set", hosts["b_link"], "up")
     assert proc.returncode == 1, out[-3000:]
     last = out.strip().splitlines()[-1]
