@@ -154,18 +154,24 @@ class Heartbeats:
             peer.joined = True
 
     def trouble(self, timeout_s: float) -> str | None:
-        """Why the job cannot go on, from the heartbeats: a process silent for `timeout_s`, or one
-        that has been joining the kvstore for that long; None while all is well."""
+        """Why the job cannot go on, from the heartbeats: processes silent for `timeout_s`, or a
+        process joining the kvstore for that long; then every process still joining is named (when
+        one host announces a wrong address, all workers wait, the others as long); None while all
+        is well."""
         now = time.monotonic()
         with self.lock:
-            for name, peer in self.peers.items():
-                if not peer.closed and now - peer.last > timeout_s:
-                    return (f"{name} went silent: no heartbeat for {now - peer.last:.0f} s (its host, or the "
-                            "network to it, is gone)")
-                if peer.joining is not None and not peer.joined and now - peer.joining > timeout_s:
-                    return (f"{name} did not join the job's kvstore within {timeout_s:.0f} s: can its host reach "
-                            "the scheduler, and the other hosts reach it? On a host with several network "
-                            "interfaces, give its address= (or interface=) in the hosts file")
+            silent = [(name, now - p.last) for name, p in self.peers.items()
+                      if not p.closed and now - p.last > timeout_s]
+            joining = {name: now - p.joining for name, p in self.peers.items()
+                       if p.joining is not None and not p.joined}
+        stuck = list(joining) if any(waited > timeout_s for waited in joining.values()) else []
+        if silent:
+            return (f"{', '.join(name for name, _ in silent)} went silent: no heartbeat for "
+                    f"{max(s for _, s in silent):.0f} s (its host, or the network to it, is gone)")
+        if stuck:
+            return (f"{', '.join(stuck)} did not join the job's kvstore within {timeout_s:.0f} s: can each host reach "
+                    "the scheduler, and the others reach it? On a host with several network interfaces, give its "
+                    "address= (or interface=) in the hosts file")
         return None
 
     def close(self) -> None:
