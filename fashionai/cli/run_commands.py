@@ -11,7 +11,7 @@ from fashionai.core.annotations import read_questions
 from fashionai.core.io import check_writable
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
-from fashionai.data.recordio import IMAGE_EXTENSIONS
+from fashionai.data.loaders import IMAGE_EXTENSIONS
 from fashionai.inference.export import export_run
 from fashionai.inference.predict import question_images
 from fashionai.pipeline import evaluate, precision

@@ -13,6 +13,10 @@ import numpy as np
 
 from fashionai.core.cpu import usable_cores
 
+# what gluon's ImageFolderDataset reads (it skips other files with only a warning): what prepared
+# folders hold, what training, int8 calibration and `predict --images DIR` read
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
 if TYPE_CHECKING:
     import mxnet as mx
 

@@ -36,6 +36,7 @@ from fashionai.core.cpu import usable_cores
 from fashionai.core.io import atomic_write, building, claiming, write_json, write_marker
 from fashionai.core.tasks import TASK_NAMES, TASKS, check_task, expand_tasks, num_classes
 from fashionai.data.imagecheck import check_image, strict_pillow
+from fashionai.data.loaders import IMAGE_EXTENSIONS
 from fashionai.data.manifest import MANIFEST, manifest_text
 from fashionai.data.placement import place_all
 from fashionai.data.split import stratified_split
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 BASE_CSV = "base/Annotations/label.csv"
 WARMUP_GLOB = "web/Annotations/*.csv"
-# gluon's ImageFolderDataset skips (with only a warning) files with any other extension.
-FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png")
 NOT_SELECTED = "task not selected"
 MARKER = ".fashionai-prepared"  # written into every prepared root; --overwrite replaces only such a folder
 SHOWN_EXAMPLES = 10
@@ -110,9 +109,9 @@ def _path_problem(image: str, task: str, subset: str) -> tuple[str, str] | None:
     problem = image_path_problem(image, task, f"{subset}/")
     if problem:
         return problem
-    if posixpath.splitext(image)[1].lower() not in FOLDER_EXTENSIONS:
+    if posixpath.splitext(image)[1].lower() not in IMAGE_EXTENSIONS:
         return ("unsupported file type",
-                f"image path {image!r} does not end in {'/'.join(FOLDER_EXTENSIONS)} "
+                f"image path {image!r} does not end in {'/'.join(IMAGE_EXTENSIONS)} "
                 "(ImageFolderDataset skips it)")
     return None
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from fashionai.core.tasks import num_classes
 from fashionai.core.view import View
-from fashionai.data.loaders import AUTO_WORKERS, record_threads
+from fashionai.data.loaders import AUTO_WORKERS, IMAGE_EXTENSIONS, record_threads
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 FORMAT = 1  # version of the sidecar layout
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # what gluon's ImageFolderDataset reads
 TRAIN_ORDER_SEED = 100  # im2rec --list shuffles with random.seed(100); any fixed seed would do
 
 

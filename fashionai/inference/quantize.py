@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 from fashionai.core.devices import context_list
 from fashionai.core.io import params_fingerprint, write_json
 from fashionai.core.runinfo import RunInfo
-from fashionai.data.loaders import split_dir
-from fashionai.data.recordio import IMAGE_EXTENSIONS
+from fashionai.data.loaders import IMAGE_EXTENSIONS, split_dir
 from fashionai.data.transforms import eval_transform
 from fashionai.model import load_run
 
