@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fashionai.launcher import Host, job_spec, read_hosts, remote_argv, role_env, roles
-from fashionai.training.distributed import WorkerInfo, check_launched, shard
+from fashionai.training.distributed import WorkerInfo, check_launched, overlapping_pushpull, shard
 from fashionai.training.rundir import read_metrics
 
 from conftest import fingerprints, finish_group
@@ -129,6 +129,40 @@ def test_launcher_runs_scheduler_server_and_two_workers_that_end_with_the_same_w
     assert code == 0, out[-3000:]
     w0, w1 = np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy")
     np.testing.assert_array_equal(w0, w1)
+
+
+class _Grad:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def wait_to_read(self):
+        self.log.append(("wait", self.name))
+
+
+class _Param:
+    def __init__(self, name, grad_req, log):
+        self.name, self.grad_req, self._grads = name, grad_req, [_Grad(f"{name}@0", log), _Grad(f"{name}@1", log)]
+
+    def list_grad(self):
+        return self._grads
+
+
+class _KVStore:
+    def __init__(self, log):
+        self.log = log
+
+    def pushpull(self, key, grads, priority):
+        self.log.append(("pushpull", key, priority, [g.name for g in grads]))
+
+
+def test_gradients_are_pushed_one_parameter_at_a_time_last_layer_first_each_after_its_own_wait():
+    """Communication overlaps backward: the last layer's allreduce is issued before the first layer's
+    gradient is waited for, and no gradient is pushed before it is complete (the fingerprint fix)."""
+    log = []
+    params = [_Param("conv0", "write", log), _Param("bn_mean", "null", log), _Param("fc", "write", log)]
+    overlapping_pushpull(_KVStore(log), params)
+    assert log == [("wait", "fc@0"), ("wait", "fc@1"), ("pushpull", 2, -2, ["fc@0", "fc@1"]),
+                   ("wait", "conv0@0"), ("wait", "conv0@1"), ("pushpull", 0, 0, ["conv0@0", "conv0@1"])]
 
 
 def _numbers(text):

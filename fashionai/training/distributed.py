@@ -158,13 +158,29 @@ def dist_trainer(params, optimizer: str, optimizer_params: dict, kv):
             mx.nd.waitall()
 
         def _allreduce_grads(self):  # push/pull of the gradients, inside step()
-            for param in self._params:
-                if param.grad_req != "null":
-                    for grad in param.list_grad():
-                        grad.wait_to_read()
-            super()._allreduce_grads()
+            overlapping_pushpull(self._kvstore, self._params)
 
     return WaitingTrainer(params, optimizer, optimizer_params, kvstore=kv, update_on_kvstore=False)
+
+
+def overlapping_pushpull(kvstore, params) -> None:
+    """Push/pull each parameter's gradients as soon as they are complete, the last layer's first.
+
+    Why: backward computes the last layers' gradients first, and every call here is asynchronous
+    in MXNet's engine, so a parameter's allreduce runs while the earlier layers' gradients are
+    still being computed. Waiting for every gradient before the first push (the fix for workers
+    drifting apart, see dist_trainer) had removed that overlap; waiting per parameter keeps the
+    fix, since no gradient is pushed before it is complete. Keys and priorities are Gluon's own
+    (`Trainer._allreduce_grads`: key i, priority -i); dense gradients only, as the nets here have.
+    """
+    for i in reversed(range(len(params))):
+        param = params[i]
+        if param.grad_req == "null":
+            continue
+        grads = param.list_grad()
+        for grad in grads:
+            grad.wait_to_read()
+        kvstore.pushpull(i, grads, priority=-i)
 
 
 def model_fingerprint(net) -> str:
