@@ -120,3 +120,49 @@ def test_a_jobs_processes_share_the_cores_and_choose_again_in_each_process():
     assert runtime.configure_threads(child).value == str(usable_cores())  # ...and chooses its own
     mine = {**env, "OMP_NUM_THREADS": "7"}  # a count the user set is kept whatever the share
     assert runtime.configure_threads(mine) == runtime.Setting("OMP_NUM_THREADS", "7", "set by you")
+
+
+def _fake_cgroup(tmp_path, proc_lines: str, files: dict[str, str]):
+    """A fake /sys/fs/cgroup tree and /proc/self/cgroup file under tmp_path."""
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text(proc_lines)
+    return root, proc
+
+
+@pytest.mark.parametrize("proc_lines, files, quota", [
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2.0),                      # v2, container view
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),                          # v2, no limit
+    ("0::/job/step\n", {"cpu.max": "150000 100000\n", "job/cpu.max": "max 100000\n",
+                        "job/step/cpu.max": "max 100000\n"}, 1.5),          # v2, a limit above applies
+    ("4:cpu,cpuacct:/docker/abc\n0::/\n",
+     {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000", "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000",
+      "cpu,cpuacct/cpu.cfs_quota_us": "-1", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 0.5),  # v1
+    ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, none
+    ("0::/\n", {}, None),                                                    # no files at all
+])
+def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2_files(tmp_path, proc_lines, files, quota):
+    from fashionai.core import cpu
+
+    root, proc = _fake_cgroup(tmp_path, proc_lines, files)
+    assert cpu.cgroup_cpu_quota(root, proc) == quota
+
+
+def test_threads_take_the_smaller_of_the_affinity_mask_and_the_quota(tmp_path, monkeypatch):
+    from fashionai.core import cpu
+
+    monkeypatch.setattr(cpu, "affinity_cores", lambda: 64)  # a 64-core host...
+    root, proc = _fake_cgroup(tmp_path, "0::/\n", {"cpu.max": "200000 100000\n"})  # ...2 CPUs for this container
+    monkeypatch.setattr(cpu, "CGROUP_ROOT", root)
+    monkeypatch.setattr(cpu, "PROC_CGROUP", proc)
+    assert cpu.usable_cores() == 2
+    env = {}
+    assert runtime.configure_threads(env).value == env["OMP_NUM_THREADS"] == "2"
+    (root / "cpu.max").write_text("250000 100000\n")  # 2.5 CPUs: a third thread still gets half a core
+    assert cpu.usable_cores() == 3
+    (root / "cpu.max").write_text("max 100000\n")
+    assert cpu.usable_cores() == 64

@@ -8,15 +8,86 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import warnings
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, e.g. a container's share)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def affinity_cores() -> int:
+    """Cores in this process's affinity mask (all of them where the OS has no masks)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def usable_cores(root: Path | None = None, proc_cgroup: Path | None = None) -> int:
+    """Cores this process may keep busy: the smaller of its affinity mask and its cgroup's CPU quota
+    rounded up (a container limited to 2 CPUs on a 64-core host sees 64 cores in its mask, and 64
+    threads sharing 2 CPUs' time wait at every OpenMP barrier for a descheduled one)."""
+    quota = cgroup_cpu_quota(CGROUP_ROOT if root is None else root, PROC_CGROUP if proc_cgroup is None else proc_cgroup)
+    cores = affinity_cores()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
+def _cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
+    """{controller ("" for cgroup v2): this process's cgroup path} from /proc/self/cgroup."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return {}
+    paths = {}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(","):
+                paths[controller] = parts[2]
+    return paths
+
+
+def _ancestors(base: Path, path: str) -> list[Path]:
+    """`base/path` and each folder above it up to `base` (a limit anywhere above applies too);
+    just `base` where the path is not mounted there (a container sees its own cgroup as the root)."""
+    folder = base / path.strip("/")
+    if not folder.is_dir():
+        return [base]
+    chain = [folder]
+    while chain[-1] != base and base in chain[-1].parents:
+        chain.append(chain[-1].parent)
+    return chain
+
+
+def _read_quota(files: tuple[Path, Path] | Path) -> float | None:
+    """CPUs a cgroup v2 `cpu.max` ("max 100000" / "200000 100000") or a v1 (cfs_quota_us,
+    cfs_period_us) pair allows; None for no limit or an unreadable file."""
+    try:
+        if isinstance(files, Path):
+            quota, period = (files.read_text().split() + ["100000"])[:2]
+        else:
+            quota, period = (f.read_text().strip() for f in files)
+        if quota in ("max", "-1") or int(period) <= 0 or int(quota) <= 0:
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def cgroup_cpu_quota(root: Path, proc_cgroup: Path) -> float | None:
+    """The CPUs the cgroup CPU quota allows this process (v2 `cpu.max`, v1 `cpu.cfs_quota_us` /
+    `cpu.cfs_period_us`), the smallest along its cgroup's ancestors; None where there is no quota."""
+    paths = _cgroup_paths(proc_cgroup)
+    limits = []
+    if "" in paths:
+        limits += [_read_quota(d / "cpu.max") for d in _ancestors(root, paths[""])]
+    if "cpu" in paths:
+        base = next((root / n for n in ("cpu", "cpu,cpuacct", "cpuacct,cpu") if (root / n).is_dir()), root / "cpu")
+        limits += [_read_quota((d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us")) for d in _ancestors(base, paths["cpu"])]
+    found = [q for q in limits if q is not None]
+    return min(found) if found else None
 
 
 @functools.lru_cache(maxsize=None)

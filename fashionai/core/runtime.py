@@ -7,7 +7,8 @@ suite); a setting the user made in the environment always wins, and `log_runtime
 applies and why.
 
 - Threads: MXNet starts OpenMP with half the processors (1 thread on a 2-core machine); the core
-  count roughly doubles CPU throughput.
+  count roughly doubles CPU throughput. The count is the smaller of the affinity mask and the cgroup
+  CPU quota (`core.cpu.usable_cores`): a container allowed 2 CPUs of a 64-core host runs 2 threads.
 - Spin policy: GNU OpenMP threads spin-wait between kernels. When other processes compete for the
   cores (another job, a test, the loader's own workers), spinning threads burn the time slices the
   working threads need, and throughput collapses far below a fair share. `GOMP_SPINCOUNT` bounds
@@ -68,7 +69,7 @@ def configure_threads(env: MutableMapping[str, str] | None = None) -> Setting:
     share = env.get(PROCESSES_PER_HOST, "1")
     share = int(share) if share.isdigit() and int(share) > 0 else 1
     env[THREADS] = env[THREADS_CHOSEN] = str(max(1, usable_cores() // share))
-    why = "the usable cores (MXNet's own default is half of them)"
+    why = "the usable cores: affinity mask and cgroup CPU quota (MXNet's own default is half the processors)"
     return Setting(THREADS, env[THREADS], why if share == 1 else f"{why}, shared by {share} processes of a job")
 
 
