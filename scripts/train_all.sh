@@ -7,14 +7,15 @@
 #        NAME=demo scripts/train_all.sh --preset demo --prepared demo/prepared --out demo/runs
 #
 # Every task's run is OUT/<task>/NAME: NAME (environment, default the start time) is passed as
-# --name to all tasks, OUT is --out (default runs). Stops at the first task that fails, naming it;
-# the runs before it are kept. PY picks the interpreter (default .venv/bin/python).
+# --name to all tasks, OUT is --out (default runs). TASKS (environment, space-separated) trains a
+# subset, in its order; default all 8. Stops at the first task that fails, naming it; the runs
+# before it are kept. PY picks the interpreter (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 NAME=${NAME:-$(date +%Y%m%d-%H%M%S)}
 
-tasks=$("$PY" -c "from fashionai.core.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")
+tasks=${TASKS:-$("$PY" -c "from fashionai.core.tasks import TASK_NAMES; print(' '.join(TASK_NAMES))")}
 for task in $tasks; do
   echo "train_all: $task (run name $NAME)" >&2
   scripts/train_task.sh "$task" --name "$NAME" "$@" || {
@@ -25,18 +26,17 @@ for task in $tasks; do
 done
 
 # The run directories, resolved the way `fashionai train` resolves them (flags, -c FILE, --preset).
-"$PY" - "$NAME" "$@" <<'PYTHON'
+"$PY" - "$NAME" "$tasks" "$@" <<'PYTHON'
 import json
 import math
 import sys
 from pathlib import Path
 
 from fashionai.cli import build_parser, train_config
-from fashionai.core.tasks import TASK_NAMES
 
-name, flags = sys.argv[1], sys.argv[2:]
+name, tasks, flags = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 print(f"train_all: best val mAP (official AP) per task, run name {name}")
-for task in TASK_NAMES:
+for task in tasks:
     config = train_config(build_parser().parse_args(["train", "--task", task, "--name", name, *flags]))
     run = Path(config.resume) if config.resume else Path(config.out) / task / config.name
     state = json.loads((run / "checkpoint.json").read_text())
