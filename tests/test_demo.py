@@ -18,7 +18,9 @@ def test_demo_end_to_end_writes_a_valid_scored_submission_and_reruns(tmp_path):
     questions = work / "data" / "rank" / "Tests" / "question.csv"
     check_submission(result.submission, questions)  # raises if the leaderboard would reject it
     assert [s.task for s in result.report.tasks] == TASKS
-    assert [s.rows for s in result.report.tasks] == [6 * 2, 5 * 2]  # classes x test per class
+    counts = json.loads((work / "data" / "demo.json").read_text())["tasks"]
+    assert [s.rows for s in result.report.tasks] == [sum(counts[t]["test"]) for t in TASKS]
+    assert json.loads((work / "data" / "demo.json").read_text())["params"]["style"] == "shop"
     assert 0.0 <= result.report.map <= 1.0
     assert set(result.runs) == set(TASKS) and all((r / "best.params").is_file() for r in result.runs.values())
     text = format_demo(result)

@@ -184,6 +184,7 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     (dict(train_per_class=0), "per class"),
     (dict(quality=0), "quality"),
     (dict(tasks=["skirt"]), "unknown task"),
+    (dict(style="studio"), "style must be one of"),
 ])
 def test_bad_arguments_raise_value_errors(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
@@ -192,46 +193,79 @@ def test_bad_arguments_raise_value_errors(tmp_path, bad, message):
 
 
 # --- learnability -------------------------------------------------------------------------------
-def _hog_features(root: Path, subset: str, rows) -> np.ndarray:
-    """HOG of a 32x32 grey downsample: edges, so invariant to the random garment colours."""
-    hog = cv2.HOGDescriptor((32, 32), (16, 16), (8, 8), (8, 8), 9)
+def _hog_features(root: Path, subset: str, rows, size: int) -> np.ndarray:
+    """HOG of a size x size grey downsample: edges, so invariant to the random garment colours."""
+    hog = cv2.HOGDescriptor((size, size), (16, 16), (8, 8), (8, 8), 9)
     out = []
     for row in rows:
         img = cv2.imread(str(root / subset / row.image), cv2.IMREAD_GRAYSCALE)
-        out.append(hog.compute(cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA)).ravel())
+        out.append(hog.compute(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)).ravel())
     return np.array(out)
 
 
-def test_a_linear_classifier_learns_every_task_far_above_chance(tmp_path):
-    """Logistic regression on HOG features, trained on base/, scored on rank/ (answers.csv)."""
+def _test_accuracy(root: Path, task: str, size: int) -> tuple[float, float]:
+    """(test accuracy of logistic regression on HOG features, trained on base/, scored on rank/,
+    the share of the test set's most frequent class: what always guessing it scores)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    labels = _labels(root)
+    train = [r for r in labels["train"] if r.task == task]
+    test = [r for r in labels["test"] if r.task == task]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=500))
+    clf.fit(_hog_features(root, "base", train, size), [r.label.index for r in train])
+    truth = [r.label.index for r in test]
+    accuracy = float(np.mean(clf.predict(_hog_features(root, "rank", test, size)) == truth))
+    return accuracy, max(Counter(truth).values()) / len(truth)
+
+
+def test_a_linear_classifier_learns_every_task_far_above_chance(tmp_path):
     root = tmp_path / "learn"
     make_demo_data(root, train_per_class=16, test_per_class=6, warmup_per_class=0, min_size=64, max_size=96)
-    labels = _labels(root)
-    ratios = {}
-    for task in TASK_NAMES:
-        train = [r for r in labels["train"] if r.task == task]
-        test = [r for r in labels["test"] if r.task == task]
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=500))
-        clf.fit(_hog_features(root, "base", train), [r.label.index for r in train])
-        accuracy = np.mean(clf.predict(_hog_features(root, "rank", test)) == [r.label.index for r in test])
-        ratios[task] = accuracy * num_classes(task)  # accuracy / chance
+    ratios = {task: _test_accuracy(root, task, 32)[0] * num_classes(task) for task in TASK_NAMES}  # / chance
     assert min(ratios.values()) > 2.0, ratios
+
+
+def test_shop_style_classes_are_learnable_from_their_details(tmp_path):
+    """The shop style's small design details and body-relative hems still separate the classes: a
+    linear model on 48 px HOG beats both chance (1/K) and always guessing the commonest class
+    twice over in every task (measured 2.7-6.4x chance at seed 0)."""
+    root = tmp_path / "shop"
+    make_demo_data(root, train_per_class=12, test_per_class=6, warmup_per_class=0, min_size=64, max_size=80,
+                   style="shop")
+    scores = {task: _test_accuracy(root, task, 48) for task in TASK_NAMES}
+    for task, (accuracy, commonest) in scores.items():
+        assert accuracy > 2.0 / num_classes(task) and accuracy > 1.5 * commonest, (task, scores[task])
+
+
+def test_shop_style_is_square_uneven_and_has_a_few_wrong_training_labels(tmp_path):
+    summary = make_demo_data(tmp_path / "d", train_per_class=20, test_per_class=6, warmup_per_class=4,
+                             min_size=64, max_size=80, style="shop", tasks=[SKIRT, "neckline_design_labels"])
+    assert summary["params"]["style"] == "shop" and summary["params"]["label_noise"] == 0.03
+    for task, k in ((SKIRT, 6), ("neckline_design_labels", 10)):
+        train, test = summary["tasks"][task]["train"], summary["tasks"][task]["test"]
+        assert 2.4 <= max(train) / min(train) <= 3.6 and abs(sum(train) - 20 * k) <= k  # 3:1, same total
+        assert np.argmax(train) == np.argmax(test)  # one class order for every split
+        assert summary["tasks"][task]["train_wrong"] == round(0.03 * sum(train))
+        assert summary["tasks"][task]["test_wrong"] == 0  # the answers stay the truth
+    shapes = [cv2.imread(str(p)).shape[:2] for p in (tmp_path / "d").glob("*/Images/*/*.jpg")]
+    square = sum(h == w for h, w in shapes) / len(shapes)
+    assert 0.6 < square < 0.9 and all(w <= h for h, w in shapes)  # mostly square, else portrait
 
 
 # --- CLI ----------------------------------------------------------------------------------------
 def test_cli_writes_refuses_and_overwrites(tmp_path, caplog):
     out = tmp_path / "cli"
     args = ["demo-data", str(out), "--tasks", "design", "--train-per-class", "1", "--test-per-class", "1",
-            "--warmup-per-class", "1", "--min-size", "48", "--max-size", "64", "--seed", "7"]
+            "--warmup-per-class", "1", "--min-size", "48", "--max-size", "64", "--seed", "7", "--style", "classic"]
     with caplog.at_level("INFO"):
         assert main(args) == 0
-    assert "50 images (train 25, warm-up 0, test 25) for 4 task(s), seed 7" in caplog.text
+    assert "50 images (train 25, warm-up 0, test 25) for 4 task(s), seed 7, style classic" in caplog.text
     assert {r.task for r in read_labels(out / CSVS[0])} == {t for t in TASK_NAMES if "design" in t}
     assert main(args) == 2  # exists
     assert main(args + ["--overwrite", "--maybe-fraction", "0.2", "--quality", "80"]) == 0
     params = json.loads((out / "demo.json").read_text())["params"]
     assert params["seed"] == 7 and params["maybe_fraction"] == 0.2 and params["quality"] == 80
+    assert main(args[:-2] + ["--overwrite"]) == 0  # the command's default is the shop style
+    assert json.loads((out / "demo.json").read_text())["params"]["style"] == "shop"

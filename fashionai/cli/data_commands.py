@@ -6,7 +6,7 @@ import argparse
 
 from fashionai.cli.common import Handler, subparser
 from fashionai.core.tasks import expand_tasks
-from fashionai.demodata.generate import make_demo_data
+from fashionai.demodata.generate import DEFAULT_STYLE, STYLES, make_demo_data
 from fashionai.data.pack import DEFAULT_QUALITY, DEFAULT_SHORT_SIDE, pack
 from fashionai.data.prepare import format_summary, prepare
 
@@ -24,6 +24,9 @@ def add_demo_data(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--seed", type=int, default=0, help="same seed and sizes = byte-identical files")
     p.add_argument("--tasks", default="all", help="comma list of tasks, or a group: length, design, all")
+    p.add_argument("--style", choices=sorted(STYLES), default=DEFAULT_STYLE,
+                   help="shop: square shop-like photos, small design details, classes 3:1 uneven, 3%% wrong "
+                        "training labels; classic: large centred features, balanced, clean labels")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo data root")
     return _cmd_demo_data
 
@@ -33,7 +36,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
         args.out, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
         warmup_per_class=args.warmup_per_class, min_size=args.min_size, max_size=args.max_size,
         maybe_fraction=args.maybe_fraction, seed=args.seed, tasks=expand_tasks(args.tasks),
-        quality=args.quality, overwrite=args.overwrite,
+        quality=args.quality, overwrite=args.overwrite, style=args.style,
     )  # logs its one-line summary
     return 0
 

@@ -94,16 +94,21 @@ _SHIFT = 4  # sub-pixel bits for cv2 drawing: smooth edges at small sizes
 
 @dataclass
 class Pen:
-    """Draws on `img` in body units: pixel = (ox + u * scale, oy + v * scale)."""
+    """Draws on `img` in body units: pixel = (ox + u * scale * stretch, oy + v * scale).
+
+    `stretch` widens or narrows the figure (shop photos: slim to broad bodies) without moving any
+    landmark's height, so a length class stays defined by the body's own hips, knees and ankles."""
 
     img: np.ndarray
     ox: float
     oy: float
     scale: float
+    stretch: float = 1.0
 
     def _p(self, u: float, v: float) -> tuple[int, int]:
         f = 1 << _SHIFT
-        return int(round((self.ox + u * self.scale) * f)), int(round((self.oy + v * self.scale) * f))
+        return (int(round((self.ox + u * self.scale * self.stretch) * f)),
+                int(round((self.oy + v * self.scale) * f)))
 
     def _len(self, d: float) -> int:
         return int(round(d * self.scale * (1 << _SHIFT)))

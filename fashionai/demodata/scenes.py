@@ -269,7 +269,7 @@ def _image_size(rng: np.random.Generator, aspect: tuple[float, float], min_size:
     return max(8, int(round(long_side / ratio))), long_side
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A vertical gradient with random rectangles, discs and lines: clutter behind the figure."""
     top, bottom = np.array(random_colour(rng, sat=(0, 0.5))), np.array(random_colour(rng, sat=(0, 0.5)))
     t = np.linspace(0, 1, h)[:, None, None]
@@ -307,7 +307,7 @@ def render(task: str, index: int, rng: np.random.Generator, *, min_size: int = 1
     """One BGR uint8 image (h, w, 3) of class `index` of `task`, drawn from `rng` alone."""
     scene = scene_for(task, index, toward, rng)
     h, w = _image_size(rng, FRAMES[scene.frame][1], min_size, max_size)
-    img = _background(rng, h, w)
+    img = background(rng, h, w)
     style = Style.sample(rng)
     pen = _pen_for(img, scene.frame, rng)
     draw_body(pen, style, scene.pose)

@@ -20,7 +20,7 @@ from typing import Any
 
 from fashionai.core.io import has_marker, write_marker
 from fashionai.core.tasks import TASK_NAMES, expand_tasks, num_classes
-from fashionai.demodata.generate import make_demo_data
+from fashionai.demodata.generate import DEFAULT_STYLE, make_demo_data
 from fashionai.data.prepare import prepare
 from fashionai.pipeline.submit import make_submission
 from fashionai.pipeline.tta_choice import DEFAULT_TTA
@@ -72,17 +72,18 @@ def clear_workdir(workdir: Path) -> None:
 def run_demo(
     workdir: str | Path = "demo", *, tasks: str | Sequence[str] = "all", seed: int = 0,
     train_per_class: int = 80, test_per_class: int = 8, val_fraction: float = 0.2,
-    tta: str = DEFAULT_TTA, train_overrides: dict[str, Any] | None = None,
+    tta: str = DEFAULT_TTA, train_overrides: dict[str, Any] | None = None, style: str = DEFAULT_STYLE,
 ) -> DemoResult:
-    """Run every stage on fresh demo data in `workdir`; `train_overrides` change the demo preset
-    (e.g. {"model": "ResNet50_v2", "pretrained": "cache", "data_shape": 224} with cached weights)."""
+    """Run every stage on fresh demo data (`style`: fashionai.demodata.generate.STYLES) in `workdir`;
+    `train_overrides` change the demo preset (e.g. {"model": "ResNet50_v2", "pretrained": "cache",
+    "data_shape": 224} with cached weights)."""
     workdir = Path(workdir)
     names = expand_tasks(tasks) if isinstance(tasks, str) else list(tasks)
     result = DemoResult(workdir)
     clear_workdir(workdir)
     clock = time.time()
     make_demo_data(workdir / "data", train_per_class=train_per_class, test_per_class=test_per_class,
-                   seed=seed, tasks=names)
+                   seed=seed, tasks=names, style=style)
     prepare(workdir / "data", workdir / "prepared", seed=seed, val_fraction=val_fraction, tasks=names)
     result.seconds["data"] = time.time() - clock
     for i, task in enumerate(sorted(names, key=TASK_NAMES.index), 1):
