@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from fashionai.core import cpu
 from fashionai.core.devices import context_list
 from fashionai.core.runinfo import RunInfo
+from fashionai.inference.openvino_net import check_engine, openvino_net, ov_availability
 from fashionai.inference.quantize import quantized_net
 from fashionai.model import load_run
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 PRECISIONS: tuple[str, ...] = ("fp32", "fused", "bf16", "int8")  # candidates, reference first
 FUSED_BACKEND = "MKLDNN"  # MXNet 1.9.1's name for its oneDNN subgraph backend (2.x calls it ONEDNN)
 PRECISION_TAG = "fashionai_precision"  # attribute load_net sets on the nets it returns
+ENGINE_TAG = "fashionai_engine"
 
 # --- what can run here ---------------------------------------------------------------------------
 
@@ -75,11 +77,19 @@ def availability(precision: str, ctx: Sequence[mx.Context]) -> tuple[bool, str]:
     return True, ""
 
 
-def require(precision: str, ctx: Sequence[mx.Context]) -> None:
-    """ValueError naming the reason when `precision` cannot run on `ctx`."""
-    ok, why = availability(precision, ctx)
+def engine_availability(engine: str, precision: str, ctx: Sequence[mx.Context]) -> tuple[bool, str]:
+    """(True, "") when `engine` can run `precision` on `ctx`, else (False, the reason)."""
+    if check_engine(engine) == "openvino":
+        return ov_availability(precision, ctx)
+    return availability(precision, ctx)
+
+
+def require(precision: str, ctx: Sequence[mx.Context], engine: str = "mxnet") -> None:
+    """ValueError naming the reason when `engine` cannot run `precision` on `ctx`."""
+    ok, why = engine_availability(engine, precision, ctx)
     if not ok:
-        raise ValueError(f"precision {precision} is not supported on this machine: {why}")
+        where = "" if engine == "mxnet" else f" on {engine}"
+        raise ValueError(f"precision {precision}{where} is not supported on this machine: {why}")
 
 
 def precision_of(net) -> str | None:
@@ -87,23 +97,33 @@ def precision_of(net) -> str | None:
     return getattr(net, PRECISION_TAG, None)
 
 
-def load_net(
-    run_dir: str | Path, precision: str, *, ctx=None, which: str = "best",
-) -> tuple[mx.gluon.HybridBlock, RunInfo]:
-    """(net, run): the run's `<which>.params` in `precision`, hybridized and ready to run on `ctx`.
+def engine_of(net) -> str:
+    """The engine `load_net` prepared `net` for (mxnet for any other net)."""
+    return getattr(net, ENGINE_TAG, "mxnet")
 
-    int8 comes from the run's quantization cache (built on first use, see `quantized_net`).
+
+def load_net(
+    run_dir: str | Path, precision: str, *, ctx=None, which: str = "best", engine: str = "mxnet",
+) -> tuple[mx.gluon.HybridBlock, RunInfo]:
+    """(net, run): the run's `<which>.params` in `precision` on `engine`, ready to run on `ctx`.
+
+    int8 comes from the run's quantization cache (built on first use, see `quantized_net`); the
+    OpenVINO engine's net (fashionai.inference.openvino_net) is called like a Gluon net.
     """
     ctx = context_list(ctx)
-    require(precision, ctx)
-    if precision == "int8":
+    require(precision, ctx, engine)
+    if engine == "openvino":
+        run = RunInfo.read(run_dir)
+        net = openvino_net(run, precision, which)
+    elif precision == "int8":
         run = RunInfo.read(run_dir)
         net = quantized_net(run, ctx=ctx, which=which)
     else:
         net, run = load_run(run_dir, ctx=ctx, which=which)
         net = convert(net, precision, ctx=ctx, data_shape=run.data_shape)
     setattr(net, PRECISION_TAG, precision)
-    log.info("%s (%s) runs in %s", run_dir, which, precision)
+    setattr(net, ENGINE_TAG, engine)
+    log.info("%s (%s) runs in %s on %s", run_dir, which, precision, engine)
     return net, run
 
 

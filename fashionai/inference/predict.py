@@ -11,7 +11,8 @@ with the TTA mode: each step takes `max(1, batch_size // views) * len(ctx)` imag
 devices. `tta="none"` gives exactly the evaluation transform's view.
 
 `precision` (fp32, fused, bf16, int8; see fashionai.inference.nets) picks the numeric form of the
-net; `predict_run` defaults to fp32. The command line's `auto` is resolved to one of them first
+net and `engine` (mxnet, openvino; fashionai.inference.openvino_net) what runs it; `predict_run`
+defaults to MXNet fp32. The command line's `auto` is resolved to one of them first
 (fashionai.pipeline.precision).
 """
 
@@ -110,17 +111,18 @@ def predict_paths(
 def predict_run(
     run_dir: str | Path, image_paths: Sequence[str | Path], *, tta: str, devices: str = "auto",
     batch_size: int = 32, which: str = "best", scales: Sequence[int] | None = None, reduce: str = "mean",
-    precision: str = "fp32",
+    precision: str = "fp32", engine: str = "mxnet",
 ) -> np.ndarray:
     """(N, K) probabilities of a trained run on `devices` (whatever the run was trained on), in
-    `precision` (fp32, fused, bf16 or int8; `auto` is decided by fashionai.pipeline.precision)."""
-    if precision == "auto":
-        raise ValueError("precision 'auto' is resolved per run by fashionai.pipeline.precision.resolve_precision "
-                         "before predicting; pass the precision it chose")
+    `precision` (fp32, fused, bf16 or int8) on `engine` (mxnet or openvino); `auto` for either is
+    decided by fashionai.pipeline.precision first."""
+    if precision == "auto" or engine == "auto":
+        raise ValueError("precision and engine 'auto' are resolved per run by fashionai.pipeline.precision."
+                         "resolve_precision before predicting; pass the pair it chose")
     ctx = resolve_devices(devices)
-    net, run = load_net(run_dir, precision, ctx=ctx, which=which)
-    log.info("predicting %d images with %s (%s, %s) on %s, tta %s", len(image_paths), run_dir, which, precision,
-             ctx, tta)
+    net, run = load_net(run_dir, precision, ctx=ctx, which=which, engine=engine)
+    log.info("predicting %d images with %s (%s, %s on %s) on %s, tta %s", len(image_paths), run_dir, which,
+             precision, engine, ctx, tta)
     return predict_paths(
         net, image_paths, view=run.view, ctx=ctx, tta=tta, scales=scales, reduce=reduce, batch_size=batch_size,
     )
