@@ -26,6 +26,7 @@ setup(
     # onnx 1.14.1: newer onnx dropped an API MXNet 1.9.1's exporter uses; protobuf 4.x: 3.20 has no
     # Python 3.11 wheel and its pure-Python fallback makes loading a ResNet50 ONNX file take a minute
     extras_require={"test": ["pytest", "pytest-xdist"], "onnx": ["onnx==1.14.1", "onnxruntime==1.18.1", "protobuf==4.25.8"],
+                    "openvino": ["openvino==2026.4.1"],  # predict / submit --engine openvino|auto
                     "cpu": ["mxnet==1.9.1"], "cu112": ["mxnet-cu112==1.9.1"], "cu117": ["mxnet-cu117==1.9.1"]},
     entry_points={"console_scripts": ["fashionai=fashionai.cli:main"]},
 )

@@ -20,7 +20,7 @@ build=${choice%%$'\t'*}
 want="$(cat constraints.txt setup.py | sha256sum | cut -d' ' -f1) $build"
 
 imports() {
-  "$VENV/bin/python" -c "import mxnet, gluoncv, cv2, sklearn, pytest, xdist, fashionai" 2>&1
+  "$VENV/bin/python" -c "import mxnet, gluoncv, cv2, sklearn, pytest, xdist, openvino, fashionai" 2>&1
 }
 
 # A CUDA build that does not load for want of a shared library: say which, keep the venv.
@@ -42,7 +42,7 @@ rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 echo "$build" > "$kept"
 "$VENV/bin/python" -m pip install -q --upgrade "pip<25" 2>/dev/null || true
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,onnx,$build]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[test,onnx,openvino,$build]"
 if ! out=$(imports); then
   missing_library "$out" && exit 1
   echo "$out" >&2
