@@ -81,6 +81,9 @@ TRAIN_HELP = {
     "tensorboard": ("also write each epoch's metrics (every number of metrics.csv) as TensorBoard event "
                     "files into RUN/tensorboard/ (tensorboard --logdir OUT); a resume appends to them", ()),
     "seed": ("seed of python, numpy and mxnet", ()),
+    "deterministic": ("same seed, same machine: identical metrics.csv and weights (each training image's "
+                      "augmentation seeded from seed, epoch and image in any loader process; deterministic "
+                      "kernels on GPUs; folder input)", ()),
     "resume": ("continue the run in this folder from its last checkpoint", ()),
 }
 

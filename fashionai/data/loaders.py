@@ -5,6 +5,7 @@ Folder layout read: `<prepared>/<task>/{train,val}/<class index>/<file>` (docs/d
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,12 +93,65 @@ class BalancedSampler:
         return len(self._weights)
 
 
+# --- reproducible augmentation (--deterministic) ---------------------------------------------------
+def sample_seed(seed: int, key: int) -> int:
+    """The 32-bit seed of one image's augmentation: a function of the run's seed and the key alone."""
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0])
+
+
+class EpochKeys:
+    """An epoch's order as keys `epoch * n + index`: the epoch travels with each index to whichever
+    loader process transforms it, so its augmentation cannot depend on which process that is.
+
+    `order` is a sampler whose order is a function of (seed, epoch) (set_epoch); iterating again
+    starts the next epoch, and `set_epoch` sets it (a resumed run)."""
+
+    def __init__(self, order, n: int):
+        self.order, self.n, self.epoch = order, n, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.epoch
+        self.set_epoch(epoch)
+        self.epoch = epoch + 1
+        return iter([epoch * self.n + i for i in self.order])
+
+
+class SeededDataset:
+    """(transform(image), label) of item `key % n`, with Python's, numpy's and MXNet's CPU random
+    generators seeded from (seed, key) first: every crop, flip and jitter of an epoch is then the
+    same in any loader process, on any rerun. Costs ~35 us per image."""
+
+    def __init__(self, dataset, transform, seed: int):
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int):
+        import mxnet as mx
+
+        image, label = self.dataset[key % len(self.dataset)]
+        seed = sample_seed(self.seed, key)
+        random.seed(seed)
+        np.random.seed(seed)
+        mx.random.seed(seed, ctx=mx.cpu())
+        return self.transform(image), label
+
+
 def make_loader(
     dataset, transform, batch_size: int, *, train: bool, workers: int = 0, balanced: bool = False,
-    sampler=None, pin_device: int = -1, gpus: int = 0,
+    sampler=None, pin_device: int = -1, gpus: int = 0, seed: int | None = None,
 ) -> mx.gluon.data.DataLoader:
     """DataLoader over `dataset` with `transform` on the image; `sampler` replaces the training
-    order (a distributed worker's shard, see fashionai.training.distributed.ShardSampler).
+    order (a distributed worker's shard, see fashionai.training.distributed.ShardSampler). With a
+    `seed` the training images are a SeededDataset: `sampler` must then yield EpochKeys.
 
     Training drops the last partial batch (`discard`) so every step has the same shape, which
     `hybridize(static_shape=True)` needs; evaluation keeps every image (`keep`) and the caller pads.
@@ -106,7 +160,8 @@ def make_loader(
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 
-    data = dataset.transform_first(transform)
+    seeded = train and seed is not None
+    data = SeededDataset(dataset, transform, seed) if seeded else dataset.transform_first(transform)
     if train:
         if sampler is None:
             sampler = BalancedSampler(labels_of(dataset)) if balanced else RandomSampler(len(dataset))

@@ -92,6 +92,10 @@ class TrainConfig:
     fine_tune_lr_mult: float = 0.1
     tensorboard: bool = False  # also write each epoch's metrics as TensorBoard events (training.rundir.EpochBoard)
     seed: int = 0
+    # Same seed, same machine: the same metrics.csv and weights. Each training image's augmentation is
+    # seeded from (seed, epoch, image) in whichever loader process draws it, the order from (seed,
+    # epoch); MXNet is asked for deterministic kernels (MXNET_ENFORCE_DETERMINISM, for GPUs).
+    deterministic: bool = True
     resume: str = ""
 
     @classmethod
@@ -271,7 +275,7 @@ def augmentation(config: TrainConfig) -> dict:
 # Settings a resume may give anew without changing what the run computes: where and how fast it
 # runs, and what only a new run reads (the initial weights). Anything else is the run's recipe.
 RESUME_FREE = frozenset({"resume", "devices", "num_gpus", "workers", "input", "mxnet_home", "download",
-                         "pretrained", "tensorboard"})
+                         "pretrained", "tensorboard", "deterministic"})
 
 
 def resume_changes(saved: TrainConfig, config: TrainConfig) -> dict[str, tuple[Any, Any]]:

@@ -9,6 +9,7 @@ validates, then the row is logged, ranked (best epoch, early stop) and written t
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import time
@@ -50,6 +51,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)
+
+
+def enforce_determinism(config: TrainConfig) -> None:
+    """Under `--deterministic`, ask MXNet for deterministic kernels (its cuDNN convolutions and
+    scatter operators on GPUs choose run-to-run identical algorithms; oneDNN on a CPU already is, for
+    a fixed thread count). The loaders seed the augmentation (fashionai.data.loaders.SeededDataset);
+    MXNet's C++ RecordIO reader (`--input rec`) draws its own augmentation in its threads."""
+    if not config.deterministic:
+        return
+    os.environ.setdefault("MXNET_ENFORCE_DETERMINISM", "1")
+    if config.input == "rec":
+        log.warning("--deterministic covers folder input; --input rec augments in MXNet's own threads")
 
 
 def make_scheduler(config: TrainConfig, iters_per_epoch: int):
@@ -284,6 +297,7 @@ def _start(config: TrainConfig, run_dir: Path, ctx: Sequence[mx.Context], kv: mx
     """Seeds, loaders, the net (restored from the checkpoint on a resume), the stage and trainer for
     the epoch the run starts at. The order is the random draws' order: keep it."""
     seed_everything(config.seed)
+    enforce_determinism(config)
     start_amp(config.dtype)
     loaders = make_loaders(config, len(ctx), info, pin_device=ctx[0].device_id if ctx[0].device_type == "gpu" else -1)
     resuming = bool(config.resume) and (run_dir / CHECKPOINT).is_file()

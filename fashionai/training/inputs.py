@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fashionai.data.loaders import labels_of, make_loader, record_threads
+from fashionai.data.loaders import EpochKeys, labels_of, make_loader, record_threads
 from fashionai.data.manifest import label_strings
 from fashionai.data.recordio import check_pack, record_loader
 from fashionai.data.transforms import eval_transform, train_transform
@@ -33,15 +33,16 @@ log = logging.getLogger(__name__)
 
 class Loaders(NamedTuple):
     """What a run reads: the loaders, the training images' class indices (class weights) and the val
-    images' full label strings (the official AP), in loader order; `sampler` is a distributed
-    worker's `ShardSampler` over the folder input (None otherwise: one process, or RecordIO, whose
-    iterator reads its part itself)."""
+    images' full label strings (the official AP), in loader order; `sampler` is the training order
+    where the run fixes it (`training_order`: a distributed worker's `ShardSampler`, or the
+    `EpochKeys` of `--deterministic`), for the stage to set each epoch; None otherwise (the loader's
+    own random order, or RecordIO, whose iterator reads its part itself)."""
 
     train: mx.gluon.data.DataLoader | RecordLoader
     val: mx.gluon.data.DataLoader | RecordLoader
     train_labels: np.ndarray
     val_labels: list[str]
-    sampler: ShardSampler | None = None
+    sampler: ShardSampler | EpochKeys | None = None
 
 
 
@@ -63,6 +64,16 @@ def input_kind(config: TrainConfig, pin_device: int) -> str:
     return "rec"
 
 
+def training_order(config: TrainConfig, labels: np.ndarray, info: WorkerInfo) -> ShardSampler | EpochKeys | None:
+    """The training order, where the run fixes it: a function of (seed, epoch) for a distributed
+    worker's shard and under `--deterministic` (keyed by epoch, for the seeded augmentation); None
+    leaves it to the loader's own random sampler."""
+    if info.num_workers <= 1 and not config.deterministic:
+        return None
+    order = ShardSampler(labels, info, config.seed, config.balance == "sampler")
+    return EpochKeys(order, len(labels)) if config.deterministic else order
+
+
 def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = WorkerInfo(),
                  pin_device: int = -1) -> Loaders:
     """The loaders of a checked config; `pin_device`: the GPU that reads the batches first (their
@@ -75,11 +86,11 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     step = config.batch_size * num_devices
     augment = train_transform(config.view, **augmentation(config))
     train_labels = labels_of(train_set)
-    sampler = (ShardSampler(train_labels, info, config.seed, config.balance == "sampler")
-               if info.num_workers > 1 else None)
+    sampler = training_order(config, train_labels, info)
     gpus = num_devices if pin_device >= 0 else 0
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
-                        balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device, gpus=gpus)
+                        balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device, gpus=gpus,
+                        seed=config.seed if config.deterministic else None)
     val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers,
                       pin_device=pin_device, gpus=gpus)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
