@@ -29,7 +29,7 @@ def fake_stage_modules(monkeypatch, prepared, calls):
         assert root == prepared
         return frame
 
-    def predict_run(run_dir, image_paths, *, tta, devices, batch_size, precision="fp32"):
+    def predict_run(run_dir, image_paths, *, tta, devices, batch_size, precision="fp32", engine="mxnet"):
         calls.append((list(image_paths), tta, devices, batch_size))
         return probs
 

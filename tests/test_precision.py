@@ -27,6 +27,7 @@ from fashionai.core.view import View
 from fashionai.data import transforms
 from fashionai.inference import nets, quantize
 from fashionai.inference.predict import predict_paths, predict_run
+from fashionai.pipeline import auto_choice, payback
 from fashionai.pipeline import precision as choice
 
 VIEW = View(32, 0.875)  # the crop ratio predict defaulted to when these tests were written
@@ -38,9 +39,11 @@ BF16_MAX_MEAN_DP = 0.02
 
 
 @pytest.fixture(autouse=True)
-def quick_timing(monkeypatch):
-    """Throughput rounds short enough for tests: the figures only need to exist, not be precise."""
+def quick_timing(monkeypatch, tmp_path):
+    """Throughput rounds short enough for tests: the figures only need to exist, not be precise;
+    the probes' cost record goes to a folder of the test's own."""
     monkeypatch.setattr(choice, "THROUGHPUT_SECONDS", 0.1)
+    monkeypatch.setenv(payback.CACHE_VARIABLE, str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +216,15 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
                 _row("int8", 400, 0.49)]
 
     monkeypatch.setattr(choice, "compare_precisions", fake_compare)
-    decision = choice.choose_precision(run)
+    decision = auto_choice.choose_precision(run)
     assert (decision.precision, decision.cached, len(measured)) == ("fused", False, 1)
     saved = json.loads((run / "precision.json").read_text())
     assert saved["precision"] == "fused" and [r["precision"] for r in saved["table"]] == list(nets.PRECISIONS)
     assert saved["key"]["params"]["file"] == "best.params" and saved["key"]["params"]["mtime_ns"] > 0
     assert "int8 (val mAP -0.0100 beyond +-0.005)" in saved["reason"]
 
-    again = choice.choose_precision(run)  # and predict's auto reuses it without measuring
-    probs = predict_run(run, images[:3], tta="none", precision=choice.resolve_precision(run, "auto"))
+    again = auto_choice.choose_precision(run)  # and predict's auto reuses it without measuring
+    probs = predict_run(run, images[:3], tta="none", precision=auto_choice.resolve_precision(run, "auto"))
     assert again.cached and again.precision == "fused" and len(measured) == 1
     fused, info = nets.load_net(run, "fused", ctx=mx.cpu())
     np.testing.assert_allclose(probs, predict_paths(fused, images[:3], view=info.view, ctx=mx.cpu()),
@@ -229,29 +232,41 @@ def test_auto_is_decided_once_and_cached(run_copy, tmp_path, images, monkeypatch
 
     params = mx.nd.load(str(run / "best.params"))
     mx.nd.save(str(run / "best.params"), {k: v * 1.0001 for k, v in params.items()})
-    assert not choice.choose_precision(run).cached and len(measured) == 2  # new weights: measured again
+    assert not auto_choice.choose_precision(run).cached and len(measured) == 2  # new weights: measured again
 
 
-def test_auto_skips_the_probe_for_few_views_unless_one_is_cached(run_copy, tmp_path, monkeypatch):
-    """A probe costs more than it can save on a small job: fp32 without measuring, but an earlier
-    probe's choice (same weights) is still used."""
+def test_auto_probes_only_where_the_measured_saving_pays_for_the_probe(run_copy, tmp_path, monkeypatch):
+    """Without costs measured on this machine a probe runs only for a job at least its own size;
+    after one, the recorded per-view costs decide (saving = views x (fp32 - best passing) against
+    the probe's seconds); an earlier probe's choice (same weights) is always used."""
     run = tmp_path / "run"
     shutil.copytree(run_copy, run)
     (run / "precision.json").unlink(missing_ok=True)
+    size = auto_choice.probe_views(run, 4)  # MXNet's 4 candidates on val + probe images
     monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    assert choice.resolve_precision(run, "auto", views=choice.AUTO_MIN_VIEWS - 1) == "fp32"
+    assert auto_choice.resolve_precision(run, "auto", views=size - 1) == "fp32"
     assert not (run / "precision.json").exists()
     monkeypatch.setattr(choice, "compare_precisions",
                         lambda *a, **k: [_row("fp32", 100, 0.8), _row("int8", 400, 0.8)])
-    assert choice.resolve_precision(run, "auto", views=choice.AUTO_MIN_VIEWS) == "int8"  # big job: probed
+    assert auto_choice.resolve_precision(run, "auto", views=size) == "int8"  # big enough: probed
     monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    assert choice.resolve_precision(run, "auto", views=10) == "int8"  # cached choice reused
+    assert auto_choice.resolve_precision(run, "auto", views=10) == "int8"  # cached choice reused
+    # another run of the same net on this machine: the recorded costs say 7.5 ms saved per view
+    (run / "precision.json").unlink()
+    costs = json.loads(payback.costs_path().read_text())
+    key = next(iter(costs))
+    probe_s = costs[key]["probe_s_per_view"] * size
+    small = int(probe_s / 0.0075 * 0.5)  # saves half the probe: not worth it
+    assert payback.probe_pays(key, small, size, "fp32")[0] is False
+    assert auto_choice.resolve_precision(run, "auto", views=small) == "fp32"
+    pays, why = payback.probe_pays(key, int(probe_s / 0.0075 * 2) + 1, size, "fp32")
+    assert pays and "10.0 -> 2.5 ms per view" in why
 
 
 def test_auto_is_fp32_without_measuring_where_nothing_else_runs(run_copy, monkeypatch):
     monkeypatch.setattr(choice, "availability", lambda name, ctx: (name == "fp32", "" if name == "fp32" else "GPU"))
     monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    decision = choice.choose_precision(run_copy)
+    decision = auto_choice.choose_precision(run_copy)
     assert decision.precision == "fp32" and "only precision" in decision.reason and not decision.cached
 
 
@@ -263,7 +278,7 @@ def test_auto_without_val_split_runs_fp32_and_saves_nothing(run_copy, tmp_path, 
     (run / "config.json").write_text(json.dumps(config))
     (run / "precision.json").unlink(missing_ok=True)
     monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
-    decision = choice.choose_precision(run)
+    decision = auto_choice.choose_precision(run)
     assert decision.precision == "fp32" and "val split not available" in decision.reason
     assert "running fp32" in caplog.text and not (run / "precision.json").exists()
 
@@ -273,17 +288,19 @@ def test_compare_precision_cli_is_a_real_choose_precision(run_copy, capsys):
     out = capsys.readouterr().out
     assert "auto: " in out and "argmax_agreement" in out
     table = json.loads((run_copy / "precision_compare.json").read_text())
-    rows = {r["precision"]: r for r in table["rows"]}
-    assert list(rows) == list(nets.PRECISIONS)
+    rows = {r["candidate"]: r for r in table["rows"]}
+    assert list(rows) == [*nets.PRECISIONS, "openvino-fp32", "openvino-bf16", "openvino-int8"]
     assert rows["fp32"]["speedup"] == 1.0 and rows["fp32"]["max_abs_dp"] == 0.0
     assert rows["fused"]["supported"] and rows["fused"]["max_abs_dp"] <= FUSED_MAX_DP
     assert rows["int8"]["supported"] and rows["int8"]["img_s"] > 0
     assert rows["bf16"]["supported"] == cpu.bf16_supported()[0]
-    assert (run_copy / "precision_compare.csv").read_text().splitlines()[0].startswith("precision,supported")
+    assert rows["openvino-fp32"]["supported"] and rows["openvino-fp32"]["max_abs_dp"] <= FUSED_MAX_DP
+    assert rows["openvino-int8"]["supported"] and rows["openvino-int8"]["img_s"] > 0
+    assert (run_copy / "precision_compare.csv").read_text().splitlines()[0].startswith("engine,precision,candidate")
     assert rows[table["chosen"]]["verdict"] == "taken"
-    decision = choice.choose_precision(run_copy)  # the CLI saved auto's choice: reused, and consistent
-    assert decision.cached and decision.precision == table["chosen"]
-    assert decision.precision == choice.pick_precision(table["rows"])[0]
+    decision = auto_choice.choose_precision(run_copy, engine="auto")  # the CLI saved auto's choice: reused
+    assert decision.cached and decision.choice.label == table["chosen"]
+    assert decision.choice.label == choice.pick_precision(table["rows"])[0]
 
 
 def test_compare_tta_cli_writes_the_table(run_copy, capsys):

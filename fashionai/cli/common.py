@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fashionai.core.runinfo import DEFAULT_WHICH
 from fashionai.data.tta import REDUCTIONS
-from fashionai.pipeline.precision import CHOICES, MAP_TOLERANCE
+from fashionai.pipeline.precision import CHOICES, ENGINE_CHOICES, MAP_TOLERANCE
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,6 +38,7 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                         "(quantized, calibrated on the run's train images, cached in RUN/quantized); auto: the "
                         f"fastest whose val mAP is within {MAP_TOLERANCE} of fp32, measured once and cached in "
                         "RUN/precision.json (default: auto)")
+    add_engine_flag(p, "auto")
     p.add_argument("--tta", default=DEFAULT_TTA, choices=TTA_CHOICES,
                    help="test-time views per image; auto: the mode with the best val mAP of the run, measured "
                         "once and cached in RUN/tta.json")
@@ -50,6 +51,16 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                    help="folder question image paths are relative to (default: the question file's ../)")
 
 
+def add_engine_flag(p: argparse.ArgumentParser, default: str) -> None:
+    """--engine: what runs the forward pass (training stays MXNet)."""
+    p.add_argument("--engine", default=default, choices=ENGINE_CHOICES,
+                   help="mxnet; openvino (the run's ONNX export on OpenVINO's CPU plugin: fp32, bf16 where the "
+                        "CPU has it, int8 calibrated on the run's train images; cached in RUN/openvino); auto: "
+                        "with --precision, the fastest (engine, precision) pair that passes the same check "
+                        "against MXNet fp32. An engine that cannot run is said and MXNet fp32 runs "
+                        f"(default: {default})")
+
+
 def predict_kw(args: argparse.Namespace) -> dict:
     return dict(tta=args.tta, scales=args.tta_scales, reduce=args.tta_reduce, devices=args.devices,
-                batch_size=args.batch_size, which=args.which, precision=args.precision)
+                batch_size=args.batch_size, which=args.which, precision=args.precision, engine=args.engine)

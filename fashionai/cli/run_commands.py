@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fashionai.cli.common import Handler, add_inference_flags, predict_kw, subparser
+from fashionai.cli.common import Handler, add_engine_flag, add_inference_flags, predict_kw, subparser
 from fashionai.core.annotations import read_questions
 from fashionai.core.io import check_writable
 from fashionai.core.runinfo import RunInfo
@@ -14,7 +14,7 @@ from fashionai.core.tasks import class_names
 from fashionai.data.loaders import IMAGE_EXTENSIONS
 from fashionai.inference.export import export_run
 from fashionai.inference.predict import question_images
-from fashionai.pipeline import evaluate, precision
+from fashionai.pipeline import auto_choice, evaluate, precision
 from fashionai.pipeline.resolve import predict_resolved
 from fashionai.pipeline.submit import make_submission
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
@@ -40,12 +40,14 @@ def add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--precision", default="fp32", choices=precision.CHOICES,
                    help="precision of the net for --run (default fp32, the reference; auto: what predict "
                         "would run)")
+    add_engine_flag(p, "mxnet")
     p.add_argument("--compare-tta", action="store_true",
                    help="--run: views, time per image, relative cost and val mAP of every TTA mode "
                         "(-> RUN/tta_compare.json, .csv)")
     p.add_argument("--compare-precision", action="store_true",
-                   help=f"--run: img/s, speed-up, val mAP and agreement with fp32 of every precision; also "
-                        f"saves auto's choice (fastest within {precision.MAP_TOLERANCE} val mAP of fp32) "
+                   help=f"--run: img/s, speed-up, val mAP and agreement with MXNet fp32 of every engine and "
+                        f"precision that runs here; also saves auto's choice (the fastest within "
+                        f"{precision.MAP_TOLERANCE} val mAP of MXNet fp32 that agrees with it) "
                         f"(-> RUN/precision_compare.json, .csv, RUN/precision.json)")
     return _cmd_evaluate
 
@@ -62,20 +64,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--answers goes with --submission; --run scores the run's own val split")
     check_writable(args.run)  # its reports go there: say so before predicting, not after
     if args.compare_precision:  # one measurement gives the table and auto's choice: both are saved
-        decision = precision.choose_precision(args.run, devices=args.devices, batch_size=args.batch_size,
-                                              refresh=True)
+        decision = auto_choice.choose_precision(args.run, devices=args.devices, batch_size=args.batch_size,
+                                                refresh=True, engine="auto", precision="auto")
         if not decision.table:
             raise ValueError(f"cannot compare precisions on {args.run}: {decision.reason}")
-        paths = precision.save_comparison(decision.table, args.run, chosen=decision.precision,
+        paths = precision.save_comparison(decision.table, args.run, chosen=decision.choice.label,
                                           reason=decision.reason, batch_size=args.batch_size)
-        print(f"precisions on {args.run} val (img/s: batch {args.batch_size} on the first device; "
-              "agreement: vs fp32)")
+        print(f"engines and precisions on {args.run} val (img/s: batch {args.batch_size} on the first device; "
+              "agreement: vs MXNet fp32)")
         print(precision.format_comparison(decision.table))
-        print(f"auto: {decision.precision}: {decision.reason}")
-        print(f"-> {paths['json']}, {paths['csv']}, {Path(args.run) / precision.DECISION_FILE}")
+        print(f"auto: {decision.engine} {decision.precision}: {decision.reason}")
+        print(f"-> {paths['json']}, {paths['csv']}, {Path(args.run) / auto_choice.DECISION_FILE}")
     if args.compare_tta:
         rows = evaluate.compare_tta(args.run, devices=args.devices, batch_size=args.batch_size,
-                                    precision=args.precision)
+                                    precision=args.precision, engine=args.engine)
         paths = save_table(rows, args.run, "tta_compare", precision=args.precision, batch_size=args.batch_size)
         print(f"TTA on {args.run} val, precision {args.precision} (time: whole evaluation incl. decoding)")
         print(format_table(rows, evaluate.TTA_COLUMNS))
@@ -83,11 +85,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.compare_tta or args.compare_precision:
         return 0
     report = evaluate.evaluate_run(args.run, tta=args.tta, devices=args.devices, batch_size=args.batch_size,
-                                   precision=args.precision)
+                                   precision=args.precision, engine=args.engine)
     stem = "eval_val" if args.tta == "none" else f"eval_val_{args.tta}"
     stem += "" if args.precision == "fp32" else f"_{args.precision}"
+    stem += "" if args.engine == "mxnet" else f"_{args.engine}"
     save_report(report, args.run, stem)
-    print(f"{report['task']} val, tta {args.tta}, precision {args.precision}: official AP "
+    print(f"{report['task']} val, tta {args.tta}, {report['engine']} {report['precision']}: official AP "
           "(FashionAI leaderboard metric)")
     print(format_prediction_report(report))
     return 0

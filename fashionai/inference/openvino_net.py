@@ -70,6 +70,15 @@ def openvino_core() -> tuple[ov.Core | None, str]:
         return None, f"OpenVINO does not start: {str(err).strip().splitlines()[-1][:200]}"
 
 
+def openvino_version() -> str | None:
+    """The installed OpenVINO's version (a choice measured with one is measured again with another)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    return ov.__version__
+
+
 def ov_availability(precision: str, ctx: Sequence) -> tuple[bool, str]:
     """(True, "") when OpenVINO can run `precision` on `ctx` here, else (False, the reason)."""
     if precision not in OV_PRECISIONS:
@@ -152,15 +161,24 @@ def compile_model(model: ov.Model, precision: str, threads: int | None = None):
     return core.compile_model(model, "CPU", config)
 
 
+class EngineError(ValueError):
+    """OpenVINO could not prepare a run's net (not installed, export, read, calibration or compile
+    failed): one line, so that the caller can say it and run MXNet fp32 instead."""
+
+
 def openvino_net(run: RunInfo, precision: str, which: str) -> OpenVinoNet:
-    """The run's net on OpenVINO at `precision` (int8 from its calibrated cache, built on first use)."""
+    """The run's net on OpenVINO at `precision` (int8 from its calibrated cache, built on first use);
+    any failure on the way is an EngineError of one line."""
     core, why = openvino_core()
     if core is None:
-        raise ValueError(why)
-    path = onnx_export(run, which)
-    model = core.read_model(str(path))
-    if precision == "int8":
-        model = quantized_model(run, which, model, core, engine_threads())
-    net = OpenVinoNet(compile_model(logits_model(model), precision), precision)
+        raise EngineError(why)
+    try:
+        model = core.read_model(str(onnx_export(run, which)))
+        if precision == "int8":
+            model = quantized_model(run, which, model, core, engine_threads())
+        net = OpenVinoNet(compile_model(logits_model(model), precision), precision)
+    except (RuntimeError, OSError, ImportError, ValueError) as err:
+        reason = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
+        raise EngineError(f"OpenVINO could not prepare {run.run_dir} ({which}) in {precision}: {reason}") from None
     log.info("%s (%s) runs on OpenVINO in %s, %d threads", run.run_dir, which, precision, engine_threads())
     return net

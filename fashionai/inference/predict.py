@@ -117,8 +117,8 @@ def predict_run(
     `precision` (fp32, fused, bf16 or int8) on `engine` (mxnet or openvino); `auto` for either is
     decided by fashionai.pipeline.precision first."""
     if precision == "auto" or engine == "auto":
-        raise ValueError("precision and engine 'auto' are resolved per run by fashionai.pipeline.precision."
-                         "resolve_precision before predicting; pass the pair it chose")
+        raise ValueError("precision and engine 'auto' are resolved per run by fashionai.pipeline.auto_choice."
+                         "resolve_choice before predicting; pass the pair it chose")
     ctx = resolve_devices(devices)
     net, run = load_net(run_dir, precision, ctx=ctx, which=which, engine=engine)
     log.info("predicting %d images with %s (%s, %s on %s) on %s, tta %s", len(image_paths), run_dir, which,

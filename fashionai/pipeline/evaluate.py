@@ -14,7 +14,7 @@ from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.tta import TTA_MODES
 from fashionai.inference.predict import predict_run
-from fashionai.pipeline.precision import resolve_precision
+from fashionai.pipeline.auto_choice import resolve_choice
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, resolve_tta
 from fashionai.scoring.scores import evaluate_predictions, worst_predictions
 
@@ -37,26 +37,27 @@ def val_split(run_dir: str | Path) -> tuple[str, list[Path], list[str]]:
 
 def evaluate_run(
     run_dir: str | Path, *, tta: str = DEFAULT_TTA, devices: str = "auto", batch_size: int = 32,
-    precision: str = "fp32",
+    precision: str = "fp32", engine: str = "mxnet",
 ) -> dict:
     """Score a trained run on its val split (the rows `prepare` kept): `evaluate_predictions` + run info.
 
-    `precision` is predict's (fp32 by default: the reference the other precisions are judged by;
-    `auto`: what predict would run).
+    `precision` and `engine` are predict's (MXNet fp32 by default: the reference the others are
+    judged by; `auto`: what predict would run).
     """
     task, images, labels = val_split(run_dir)
-    precision = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size)
+    chosen = resolve_choice(run_dir, precision, engine=engine, devices=devices, batch_size=batch_size)
     tta = resolve_tta(run_dir, tta, devices=devices, batch_size=batch_size)
-    probs = predict_run(run_dir, images, tta=tta, devices=devices, batch_size=batch_size, precision=precision)
+    probs = predict_run(run_dir, images, tta=tta, devices=devices, batch_size=batch_size, precision=chosen.precision,
+                        engine=chosen.engine)
     report = evaluate_predictions(probs, labels, class_names(task))
     worst = worst_predictions(probs, labels, class_names(task), images, GALLERY)
-    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, "precision": precision, **report,
-            "worst": worst}
+    return {"run": str(run_dir), "task": task, "split": "val", "tta": tta, "precision": chosen.precision,
+            "engine": chosen.engine, **report, "worst": worst}
 
 
 def compare_tta(
     run_dir: str | Path, *, modes: Sequence[str] | None = None, devices: str = "auto", batch_size: int = 32,
-    precision: str = "fp32",
+    precision: str = "fp32", engine: str = "mxnet",
 ) -> list[dict]:
     """Per TTA mode: views, wall time of `evaluate_run` on the val split, img/s, cost relative to
     `none`, val official AP and accuracy. Answers "is ten-crop worth 10x the compute?" on the run's
@@ -68,12 +69,13 @@ def compare_tta(
     """
     modes = list(TTA_MODES) if modes is None else list(modes)
     _, images, _ = val_split(run_dir)
-    precision = resolve_precision(run_dir, precision, devices=devices, batch_size=batch_size)
-    predict_run(run_dir, images[:2], tta="none", devices=devices, batch_size=batch_size, precision=precision)
+    chosen = resolve_choice(run_dir, precision, engine=engine, devices=devices, batch_size=batch_size)
+    how = dict(devices=devices, batch_size=batch_size, precision=chosen.precision, engine=chosen.engine)
+    predict_run(run_dir, images[:2], tta="none", **how)
     rows = []
     for mode in modes:
         start = time.perf_counter()
-        report = evaluate_run(run_dir, tta=mode, devices=devices, batch_size=batch_size, precision=precision)
+        report = evaluate_run(run_dir, tta=mode, **how)
         seconds = time.perf_counter() - start
         rows.append({
             "tta": mode, "views": TTA_MODES[mode], "images": report["rows"], "seconds": seconds,

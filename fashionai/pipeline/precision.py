@@ -1,10 +1,14 @@
-"""`--precision auto`: which precision predict runs for a run, decided by measuring them all on the
-run's own val split, and the table that shows why.
+"""`--precision auto` / `--engine auto`: which (engine, precision) pair predict runs for a run,
+decided by measuring the candidates on the run's own val split, and the table that shows why.
 
-`compare_precisions` measures every precision the machine can run (fashionai.inference.nets):
-img/s on a fixed batch, val official AP, agreement with fp32. `choose_precision` takes the fastest
-whose val mAP stays within `MAP_TOLERANCE` of fp32's and caches the decision in
-`<run>/precision.json` (fashionai.pipeline.measured), keyed by the weights, devices, CPU and MXNet version.
+The candidates are MXNet's precisions (fp32, fused, bf16, int8; fashionai.inference.nets) and
+OpenVINO's (fp32, bf16, int8; fashionai.inference.openvino_net), as far as `--engine` and
+`--precision` leave them open; MXNet fp32 is the reference every other is judged by and the
+fallback. `compare_precisions` measures every candidate the machine can run: img/s on a fixed
+batch, val official AP, agreement with MXNet fp32. `choose_precision` takes the fastest that passes
+the guard (`verdict`) and caches the decision in `<run>/precision.json`
+(fashionai.pipeline.measured), keyed by the weights, devices, CPU, candidates and engine versions.
+Whether a probe is worth running at all is fashionai.pipeline.payback's measured rule.
 """
 
 from __future__ import annotations
@@ -13,22 +17,19 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fashionai.core.cpu import machine_name
 from fashionai.core.devices import resolve_devices
-from fashionai.core.io import params_fingerprint
 from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
-from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
+from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net, require
+from fashionai.inference.openvino_net import ENGINES, OV_PRECISIONS, check_engine, ov_availability
 from fashionai.inference.predict import predict_paths
-from fashionai.pipeline.measured import read_choice, save_choice
 from fashionai.scoring.scores import evaluate_predictions
 from fashionai.scoring.tables import format_table, save_table
 
@@ -38,6 +39,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHOICES: tuple[str, ...] = (*PRECISIONS, "auto")
+ENGINE_CHOICES: tuple[str, ...] = (*ENGINES, "auto")
+
+
+class Choice(NamedTuple):
+    """An (engine, precision) pair: what prediction runs."""
+
+    engine: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        """MXNet's precisions by their own names (as before there was a choice of engine), the
+        others as `<engine>-<precision>`."""
+        return self.precision if self.engine == "mxnet" else f"{self.engine}-{self.precision}"
+
+
+REFERENCE = Choice("mxnet", "fp32")  # what every candidate is judged by, and the fallback
 MAP_TOLERANCE = 0.005  # auto: largest |val mAP - fp32 val mAP| a faster precision may have
 # The label-free guard: a faster precision must also agree with fp32 on many images, so that a val
 # split too small to tell precisions apart (every one at AP 1.0) cannot let a lossy one through.
@@ -49,16 +67,10 @@ MAP_TOLERANCE = 0.005  # auto: largest |val mAP - fp32 val mAP| a faster precisi
 PROBE_IMAGES = 256  # training images (the eval view) the agreement is measured on
 MIN_AGREEMENT = 0.98  # share of probe images whose argmax is fp32's
 MAX_MEAN_DP = 0.01  # mean |probability change| over the probe images' classes (bf16: <= 0.003)
-# Below this many views to predict, `auto` runs fp32 without a probe: on a ResNet50_v2 run with a
-# real val split (~1,000 images) the probe (4 precisions on val + PROBE_IMAGES, int8 calibration)
-# costs about what 4,000 fp32 views do (27 ms each, fused), and int8 at 5.3 ms a view (AMX) wins that
-# back after ~5,000 views. The choice is cached per run, so later predictions reuse it for free.
-AUTO_MIN_VIEWS = 5000
-DECISION_FILE = "precision.json"
 COMPARE_STEM = "precision_compare"
 THROUGHPUT_SECONDS = 2.0  # timing budget per precision, split into 3-10 alternating rounds
 
-COMPARE_COLUMNS = (("precision", "{}"), ("img_s", "{:.1f}"), ("speedup", "{:.2f}x"), ("val_map", "{:.4f}"),
+COMPARE_COLUMNS = (("engine", "{}"), ("precision", "{}"), ("img_s", "{:.1f}"), ("speedup", "{:.2f}x"), ("val_map", "{:.4f}"),
                    ("delta_map", "{:+.4f}"), ("argmax_agreement", "{:.4f}"), ("max_abs_dp", "{:.2e}"),
                    ("mean_abs_dp", "{:.2e}"), ("verdict", "{}"))
 
@@ -120,16 +132,48 @@ def probe_images(run: RunInfo, count: int = PROBE_IMAGES) -> list[Path]:
     return [images[i] for i in sorted(order)]
 
 
+def candidates(engine: str, precision: str) -> list[Choice]:
+    """The (engine, precision) pairs `--engine` and `--precision` leave open (`auto` for either
+    opens it), MXNet fp32 first: it is always measured, as the reference."""
+    check_precision(precision, CHOICES)
+    engines = ENGINES if engine == "auto" else (check_engine(engine),)
+    out = [REFERENCE]
+    for name in engines:
+        offered = PRECISIONS if name == "mxnet" else OV_PRECISIONS
+        for prec in offered if precision == "auto" else (precision,):
+            if prec in offered and Choice(name, prec) not in out:
+                out.append(Choice(name, prec))
+    return out
+
+
+def available(candidate: Choice, ctx) -> tuple[bool, str]:
+    """(True, "") when `candidate` can run on `ctx` here, else (False, the reason)."""
+    if candidate.engine == "openvino":
+        return ov_availability(candidate.precision, ctx)
+    return availability(candidate.precision, ctx)
+
+
+def _measure_one(run_dir, candidate: Choice, run: RunInfo, images, probe, labels, ctx, batch_size, which) -> dict:
+    """Load `candidate` and predict the val and probe images: {"net", "val", "probe", "report"}."""
+    net, _ = load_net(run_dir, candidate.precision, ctx=ctx, which=which, engine=candidate.engine)
+    how = dict(view=run.view, ctx=ctx, tta="none", batch_size=batch_size)
+    val = predict_paths(net, images, **how)
+    return {"net": net, "val": val, "probe": predict_paths(net, probe, **how) if probe else val,
+            "report": evaluate_predictions(val, labels, class_names(run.task))}
+
+
 def compare_precisions(
     run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
     precisions: Sequence[str] = PRECISIONS, seconds: float | None = None,
+    choices: Sequence[Choice] | None = None,
 ) -> list[dict]:
-    """One row per precision, measured on the run's val split (TTA none):
+    """One row per candidate (`choices`, default MXNet's `precisions`), measured on the run's val
+    split (TTA none):
 
     supported (and the reason when not), img/s on a fixed batch of `batch_size` on the first device,
-    speed-up vs fp32, val official AP (the leaderboard metric) and accuracy, delta mAP vs fp32, and
-    agreement with fp32's probabilities (share of equal argmax, max and mean |dp|).
-    fp32 is always measured: it is the reference.
+    speed-up vs MXNet fp32, val official AP (the leaderboard metric) and accuracy, delta mAP, and
+    agreement with MXNet fp32's probabilities (share of equal argmax, max and mean |dp|).
+    MXNet fp32 is always measured: it is the reference.
     """
     import mxnet as mx
 
@@ -137,29 +181,27 @@ def compare_precisions(
     run = RunInfo.read(run_dir)
     images, labels = split_images(run.prepared, run.task, "val")
     probe = probe_images(run)
-    precisions = ["fp32", *[p for p in precisions if p != "fp32"]]
-    rows, nets, probs, probe_probs = [], {}, {}, {}
-    for name in precisions:
-        ok, why = availability(name, ctx)
-        row = {"precision": name, "supported": ok, "reason": why}
+    choices = [Choice("mxnet", p) for p in precisions] if choices is None else list(choices)
+    choices = [REFERENCE, *[c for c in choices if c != REFERENCE]]
+    rows, nets, probe_probs = [], {}, {}
+    for candidate in choices:
+        ok, why = available(candidate, ctx)
+        row = {"engine": candidate.engine, "precision": candidate.precision, "candidate": candidate.label,
+               "supported": ok, "reason": why}
         rows.append(row)
         if not ok:
-            log.info("precision %s: not measured (%s)", name, why)
+            log.info("%s %s: not measured (%s)", candidate.engine, candidate.precision, why)
             continue
         try:
-            net, _ = load_net(run_dir, name, ctx=ctx, which=which)
-            how = dict(view=run.view, ctx=ctx, tta="none", batch_size=batch_size)
-            probs[name] = predict_paths(net, images, **how)
-            probe_probs[name] = predict_paths(net, probe, **how) if probe else probs[name]
-        except (ValueError, OSError, mx.base.MXNetError) as err:  # e.g. int8 without train images
-            if name == "fp32":
+            done = _measure_one(run_dir, candidate, run, images, probe, labels, ctx, batch_size, which)
+        except (ValueError, OSError, RuntimeError, mx.base.MXNetError) as err:  # e.g. int8 without train images
+            if candidate == REFERENCE:
                 raise
             row.update(supported=False, reason=str(err).strip().splitlines()[-1][:300])
-            log.warning("precision %s: not usable here: %s", name, row["reason"])
+            log.warning("%s %s: not usable here: %s", candidate.engine, candidate.precision, row["reason"])
             continue
-        nets[name] = net
-        report = evaluate_predictions(probs[name], labels, class_names(run.task))
-        row.update(val_map=report["official_ap"], accuracy=report["accuracy"])
+        nets[candidate.label], probe_probs[candidate.label] = done["net"], done["probe"]
+        row.update(val_map=done["report"]["official_ap"], accuracy=done["report"]["accuracy"])
     speeds = measure_throughput(nets, _fixed_batch(images, run, batch_size, ctx[0]),
                                 seconds=THROUGHPUT_SECONDS if seconds is None else seconds)
     _add_comparison(rows, speeds, probe_probs, len(probe))
@@ -168,27 +210,32 @@ def compare_precisions(
 
 def _add_comparison(rows: list[dict], speeds: dict[str, float], probe_probs: dict[str, np.ndarray],
                     probe_count: int) -> None:
-    """Each measured row gets its speed and its distance from fp32 (the first row): delta val mAP,
-    and agreement on the probe images."""
+    """Each measured row gets its speed and its distance from MXNet fp32 (the first row): delta val
+    mAP, and agreement on the probe images."""
     ref = rows[0]
     for row in rows:
-        if row["precision"] in speeds:
-            row.update(img_s=speeds[row["precision"]], speedup=speeds[row["precision"]] / speeds["fp32"],
+        if row["candidate"] in speeds:
+            row.update(img_s=speeds[row["candidate"]], speedup=speeds[row["candidate"]] / speeds[ref["candidate"]],
                        delta_map=row["val_map"] - ref["val_map"], probe_images=probe_count,
-                       **_agreement(probe_probs[row["precision"]], probe_probs["fp32"]))
-            log.info("precision %s: %.1f img/s (%.2fx fp32), val mAP %.4f (%+.4f), argmax agreement %.4f, "
-                     "max |dp| %.2e", row["precision"], row["img_s"], row["speedup"], row["val_map"],
+                       **_agreement(probe_probs[row["candidate"]], probe_probs[ref["candidate"]]))
+            log.info("%s %s: %.1f img/s (%.2fx MXNet fp32), val mAP %.4f (%+.4f), argmax agreement %.4f, "
+                     "max |dp| %.2e", row["engine"], row["precision"], row["img_s"], row["speedup"], row["val_map"],
                      row["delta_map"], row["argmax_agreement"], row["max_abs_dp"])
 
 
+def row_label(row: dict) -> str:
+    """The candidate a table row measured, as `Choice.label` names it (rows without an engine are MXNet's)."""
+    return Choice(row.get("engine", "mxnet"), row["precision"]).label
+
+
 def verdict(row: dict, ref: dict, tolerance: float = MAP_TOLERANCE) -> str:
-    """'' when `row`'s precision may be taken, else why not: unsupported, its val mAP moves more than
+    """'' when `row`'s candidate may be taken, else why not: unsupported, its val mAP moves more than
     `tolerance` from fp32's (either way: on a small val split that is noise as much as a gain), or it
-    disagrees with fp32 on the probe images (argmax or probabilities: what a saturated val split
+    disagrees with MXNet fp32 on the probe images (argmax or probabilities: what a saturated val split
     cannot show)."""
     if not row.get("supported") or row.get("img_s") is None:
         return f"not supported: {row.get('reason') or 'not measured'}"
-    if row["precision"] == "fp32":
+    if row_label(row) == REFERENCE.label:
         return ""
     delta = row["val_map"] - ref["val_map"]
     if math.isnan(delta) or abs(delta) > tolerance + 1e-12:
@@ -201,129 +248,32 @@ def verdict(row: dict, ref: dict, tolerance: float = MAP_TOLERANCE) -> str:
 
 
 def pick_precision(rows: Sequence[dict], tolerance: float = MAP_TOLERANCE) -> tuple[str, str]:
-    """(precision, why): the fastest measured row that passes `verdict` (fp32 always does, so there
-    is always an answer). Each row gets its `verdict`: 'taken', 'eligible, slower', or the refusal."""
-    ref = next(r for r in rows if r["precision"] == "fp32")
+    """(candidate label, why): the fastest measured row that passes `verdict` (MXNet fp32 always
+    does, so there is always an answer); `Choice.label` names it (`fused`, `openvino-int8`). Each row
+    gets its `verdict`: 'taken', 'eligible, slower', or the refusal."""
+    ref = next(r for r in rows if row_label(r) == REFERENCE.label)
     if ref.get("val_map") is None or math.isnan(ref["val_map"]):
         for row in rows:
             row["verdict"] = "taken" if row is ref else "fp32's val mAP is undefined"
         return "fp32", "fp32's val mAP is undefined (no scorable val rows), so no precision can be checked against it"
-    refusals = {row["precision"]: verdict(row, ref, tolerance) for row in rows}
-    eligible = [r for r in rows if not refusals[r["precision"]]]
+    refusals = {row_label(row): verdict(row, ref, tolerance) for row in rows}
+    eligible = [r for r in rows if not refusals[row_label(r)]]
     best = max(eligible, key=lambda r: r["img_s"])
     for row in rows:
-        row["verdict"] = "taken" if row is best else refusals[row["precision"]] or "eligible, slower"
-    why = (f"{best['precision']} is the fastest ({best['img_s']:.1f} img/s, {best['img_s'] / ref['img_s']:.2f}x fp32) "
+        row["verdict"] = "taken" if row is best else refusals[row_label(row)] or "eligible, slower"
+    why = (f"{row_label(best)} is the fastest ({best['img_s']:.1f} img/s, {best['img_s'] / ref['img_s']:.2f}x fp32) "
            f"with val mAP {best['val_map']:.4f} within {tolerance} of fp32's {ref['val_map']:.4f}"
            + (f" and agreement with fp32 on {best['probe_images']} images" if best is not ref else ""))
     refused = [f"{p} ({r})" for p, r in refusals.items() if r]
     if refused:
         why += f"; refused: {', '.join(refused)}"
-    return best["precision"], why
+    return row_label(best), why
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What `auto` runs for a run, why, and the measurements it was decided from."""
-
-    precision: str
-    reason: str
-    table: list[dict] = field(default_factory=list)
-    cached: bool = False
-
-
-def _decision_key(params: Path, ctx: Sequence, tolerance: float) -> dict:
-    import mxnet as mx
-
-    return {"params": params_fingerprint(params), "devices": [str(c) for c in ctx], "machine": machine_name(),
-            "tolerance": tolerance, "mxnet": mx.__version__}
-
-
-def _val_missing(run_dir: Path) -> str:
-    """Why the run's val split cannot be measured ('' when it can)."""
-    try:
-        run = RunInfo.read(run_dir)
-        images, _ = split_images(run.prepared, run.task, "val")
-    except (FileNotFoundError, ValueError) as err:
-        return str(err)
-    missing = [p for p in images if not p.is_file()]
-    return f"{len(missing)} val image(s) missing, e.g. {missing[0]}" if missing else ""
-
-
-def cached_decision(run_dir: str | Path, *, devices: str = "auto", which: str = "best",
-                    tolerance: float = MAP_TOLERANCE) -> Decision | None:
-    """The decision saved in `<run>/precision.json` if it was made for these weights, devices, CPU,
-    tolerance and MXNet version; else None."""
-    run_dir = Path(run_dir)
-    path, params = run_dir / DECISION_FILE, run_dir / f"{which}.params"
-    if not path.is_file() or not params.is_file():
-        return None
-    saved = read_choice(path, _decision_key(params, resolve_devices(devices), tolerance))
-    if saved is None:
-        return None
-    log.info("precision auto: %s for %s (cached in %s: %s)", saved["precision"], run_dir, path, saved["reason"])
-    return Decision(saved["precision"], saved["reason"], saved.get("table", []), cached=True)
-
-
-def choose_precision(
-    run_dir: str | Path, *, devices: str = "auto", batch_size: int = 32, which: str = "best",
-    tolerance: float = MAP_TOLERANCE, refresh: bool = False,
-) -> Decision:
-    """The fastest precision whose val mAP stays within `tolerance` of fp32 on the run's own val split.
-
-    Measured once (`compare_precisions`) and saved in `<run>/precision.json` with the table, keyed by
-    the params file (name, SHA-1; its mtime is recorded), devices, CPU model, tolerance and MXNet
-    version; later calls with the same key reuse it unless `refresh`. Without a val split to measure
-    on (e.g. the run dir was moved without its prepared data) it answers fp32 with a warning and
-    saves nothing: a precision is never guessed.
-    """
-    run_dir = Path(run_dir)
-    params = run_dir / f"{which}.params"
-    if not params.is_file():
-        raise FileNotFoundError(f"{params}: no such file; the run has no {which} checkpoint yet")
-    ctx = resolve_devices(devices)
-    others = {name: availability(name, ctx) for name in PRECISIONS if name != "fp32"}
-    if not any(ok for ok, _ in others.values()):  # e.g. GPUs: nothing to measure against
-        why = "; ".join(f"{name}: {reason}" for name, (_, reason) in others.items())
-        log.info("precision auto: fp32 for %s (the only one that runs here: %s)", run_dir, why)
-        return Decision("fp32", f"the only precision that runs on {', '.join(map(str, ctx))} ({why})")
-    key = _decision_key(params, ctx, tolerance)
-    path = run_dir / DECISION_FILE
-    cached = None if refresh else cached_decision(run_dir, devices=devices, which=which, tolerance=tolerance)
-    if cached is not None:
-        return cached
-    missing = _val_missing(run_dir)
-    if missing:
-        log.warning("precision auto: cannot measure on %s's val split (%s); running fp32", run_dir, missing)
-        return Decision("fp32", f"val split not available ({missing}); fp32 without measuring")
-    table = compare_precisions(run_dir, devices=devices, batch_size=batch_size, which=which)
-    chosen, why = pick_precision(table, tolerance)
-    save_choice(path, {"precision": chosen, "reason": why, "batch_size": batch_size,
-                       "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "table": table}, key)
-    log.info("precision auto: %s for %s: %s (saved in %s)", chosen, run_dir, why, path)
-    return Decision(chosen, why, table)
-
-
-def resolve_precision(run_dir: str | Path, precision: str, *, devices: str = "auto", batch_size: int = 32,
-                      which: str = "best", views: int | None = None) -> str:
-    """`precision` itself, or for `auto` the run's choice (`choose_precision`, cached).
-
-    `views`, the network inputs the caller is about to predict, lets `auto` pay for itself: below
-    AUTO_MIN_VIEWS a probe (every precision on the val split and PROBE_IMAGES images, int8's
-    calibration) costs more than the fastest precision could save, so fp32 runs without one,
-    unless an earlier probe's choice is cached.
-    """
-    check_precision(precision, CHOICES)
-    if precision != "auto":
-        return precision
-    if views is not None and views < AUTO_MIN_VIEWS:
-        cached = cached_decision(run_dir, devices=devices, which=which)
-        if cached is not None:
-            return cached.precision
-        log.info("precision auto: fp32 for %s without a probe: %d views to predict are fewer than the %d a "
-                 "probe pays back", run_dir, views, AUTO_MIN_VIEWS)
-        return "fp32"
-    return choose_precision(run_dir, devices=devices, batch_size=batch_size, which=which).precision
+def parse_label(label: str) -> Choice:
+    """The Choice a `Choice.label` names (`fused` -> mxnet fused, `openvino-int8` -> openvino int8)."""
+    engine, _, precision = label.rpartition("-")
+    return Choice(engine or "mxnet", precision)
 
 
 def save_comparison(rows: Sequence[dict], run_dir: str | Path, **meta) -> dict[str, Path]:
