@@ -54,3 +54,12 @@ def test_demo_clears_only_its_own_folders_never_through_a_link(tmp_path):
     (work / "keep.txt").write_text("beside the demo's parts")
     clear_workdir(work)
     assert sorted(p.name for p in work.iterdir()) == [MARKER, "keep.txt"]
+
+
+def test_the_summary_shows_the_weights_the_submission_uses():
+    from fashionai.pipeline.demo import submitted_row
+
+    rows = [{"epoch": 0, "val_map": 0.5, "val_loss": 1.0}, {"epoch": 1, "val_map": 0.9, "val_loss": 0.5},
+            {"epoch": 2, "val_map": 0.7, "val_loss": 0.6}]
+    assert submitted_row(rows, "last")["epoch"] == 2  # what `submit` loads by default
+    assert submitted_row(rows, "best")["epoch"] == 1
