@@ -63,3 +63,15 @@ def test_the_summary_shows_the_weights_the_submission_uses():
             {"epoch": 2, "val_map": 0.7, "val_loss": 0.6}]
     assert submitted_row(rows, "last")["epoch"] == 2  # what `submit` loads by default
     assert submitted_row(rows, "best")["epoch"] == 1
+
+
+def test_shared_nets_train_one_per_task_group_that_has_two_tasks():
+    from fashionai.pipeline.demo import training_groups
+
+    names = ["neck_design_labels", "skirt_length_labels", "collar_design_labels", "pant_length_labels",
+             "coat_length_labels"]
+    assert training_groups(names, shared=True) == [
+        ["skirt_length_labels", "coat_length_labels", "pant_length_labels"],
+        ["collar_design_labels", "neck_design_labels"]]
+    assert training_groups(TASKS, shared=True) == [["skirt_length_labels"], ["collar_design_labels"]]
+    assert training_groups(names[:2], shared=False) == [["skirt_length_labels"], ["neck_design_labels"]]

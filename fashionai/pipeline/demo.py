@@ -70,14 +70,42 @@ def clear_workdir(workdir: Path) -> None:
     write_marker(workdir, MARKER, "demo")
 
 
+# One backbone per task group (length, design), a head per task: each task's images teach the
+# others; it beat one net per task at the same training time (docs/score.md, "One network for
+# several tasks"; bench/bench_score.py recipe `shared`).
+SHARED = True
+
+
+def training_groups(names: Sequence[str], shared: bool) -> list[list[str]]:
+    """The nets to train, as lists of tasks in task order: one per task, or (`shared`) one per task
+    group (length, design) that holds two or more of `names`, one per task for the rest."""
+    ordered = sorted(names, key=TASK_NAMES.index)
+    if not shared:
+        return [[t] for t in ordered]
+    groups = [[t for t in ordered if t in expand_tasks(g)] for g in ("length", "design")]
+    return [g for g in groups if len(g) > 1] + [[t] for g in groups if len(g) == 1 for t in g]
+
+
+def train_group(group: Sequence[str], workdir: Path, seed: int, overrides: dict[str, Any]) -> dict[str, Path]:
+    """{task: run dir} of one net trained with the demo preset: one task's run, or a shared net's
+    split into one ordinary run per task (`fashionai train --tasks`)."""
+    prepared, out = workdir / "prepared", workdir / "runs"
+    if len(group) == 1:
+        return {group[0]: fit(TrainConfig.demo(group[0], prepared, out, seed=seed, **overrides))}
+    run = fit(TrainConfig.demo("", prepared, out, tasks=",".join(group), seed=seed, **overrides))
+    return {task: out / task / run.name for task in group}
+
+
 def run_demo(
     workdir: str | Path = "demo", *, tasks: str | Sequence[str] = "all", seed: int = 0,
     train_per_class: int = 80, test_per_class: int = 8, val_fraction: float = 0.2,
     tta: str = DEFAULT_TTA, train_overrides: dict[str, Any] | None = None, style: str = DEFAULT_STYLE,
+    shared: bool = SHARED,
 ) -> DemoResult:
     """Run every stage on fresh demo data (`style`: fashionai.demodata.generate.STYLES) in `workdir`;
-    `train_overrides` change the demo preset (e.g. {"model": "ResNet50_v2", "pretrained": "cache",
-    "data_shape": 224} with cached weights)."""
+    `shared`: one net per task group (`training_groups`) instead of one per task; `train_overrides`
+    change the demo preset (e.g. {"model": "ResNet50_v2", "pretrained": "cache", "data_shape": 224}
+    with cached weights)."""
     workdir = Path(workdir)
     names = expand_tasks(tasks) if isinstance(tasks, str) else list(tasks)
     result = DemoResult(workdir)
@@ -87,14 +115,14 @@ def run_demo(
                    seed=seed, tasks=names, style=style)
     prepare(workdir / "data", workdir / "prepared", seed=seed, val_fraction=val_fraction, tasks=names)
     result.seconds["data"] = time.time() - clock
-    for i, task in enumerate(sorted(names, key=TASK_NAMES.index), 1):
-        log.info("demo: training %s (%d of %d)", task, i, len(names))
+    for i, group in enumerate(training_groups(names, shared), 1):
+        log.info("demo: training %s (%d of %d)", ",".join(group), i, len(training_groups(names, shared)))
         clock = time.time()
-        config = TrainConfig.demo(task, workdir / "prepared", workdir / "runs", seed=seed,
-                                  **(train_overrides or {}))
-        result.runs[task] = fit(config)
-        result.val[task] = submitted_row(read_metrics(result.runs[task]), DEFAULT_WHICH)
-        result.seconds[task] = time.time() - clock
+        runs = train_group(group, workdir, seed, train_overrides or {})
+        for task, run in runs.items():
+            result.runs[task] = run
+            result.val[task] = submitted_row(read_metrics(run), DEFAULT_WHICH)
+            result.seconds[task] = (time.time() - clock) / len(group)  # a shared net's time, split evenly
     clock = time.time()
     questions = workdir / "data" / "rank" / "Tests" / "question.csv"
     make_submission(questions, workdir / "submissions", runs=list(result.runs.values()), tta=tta)
