@@ -47,6 +47,8 @@ TRAIN_HELP = {
               "RecordIO packs of `fashionai pack` with MXNet's C++ ImageRecordIter (decoding and "
               "augmentation in native threads: the fast path for GPU hosts; no --balance sampler)", ()),
     "epochs": ("training epochs", ("--num-epochs",)),
+    "budget_s": ("a time budget in seconds: before training, a few timed steps on this machine choose the "
+                 "epochs that fit (at most --epochs), recorded in config.json; 0 = off", ("--budget-seconds",)),
     "batch_size": ("images per device per step", ("-b",)),
     "optimizer": ("sgd or nag", ()),
     "lr": ("base learning rate", ()),

@@ -59,6 +59,7 @@ class TrainConfig:
     workers: int = -1  # auto: fashionai.data.loaders.loader_workers / record_threads size it from the cores
     input: str = "auto"  # rec where GPUs train and the task's packs are fresh, else folder (inputs.input_kind)
     epochs: int = 40
+    budget_s: float = 0.0  # > 0: the epochs (at most `epochs`) that fit in this many seconds here (training.budget)
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.001
@@ -183,6 +184,9 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise ValueError(f"warmup_epochs ({config.warmup_epochs}) must be < epochs ({config.epochs})")
     check_head_training(config)
     check_input(config)
+    if config.budget_s < 0 or (config.budget_s > 0 and is_distributed(config.kvstore)):
+        raise ValueError("budget_s must be >= 0, and a distributed run needs --epochs (each worker would "
+                         "measure its own budget)")
     config = _check_multitask(config) if config.tasks else config.replace(num_classes=_task_classes(config))
     name = config.name or f"{config.model.lower()}_{config.data_shape}px_{time.strftime('%Y%m%d-%H%M%S')}"
     return config.replace(name=check_name(name), lr_steps=[int(s) for s in config.lr_steps])

@@ -25,6 +25,7 @@ from fashionai.core.devices import resolve_devices
 from fashionai.core.lock import hold
 from fashionai.core.runtime import amx_on
 from fashionai.model import build_net, head_attr, make_net
+from fashionai.training.budget import fit_budget
 from fashionai.training.checkpoint import BEST_METRIC, CHECKPOINT, FitState, read_checkpoint, restore
 from fashionai.training.config import TrainConfig, check_config, run_folder
 from fashionai.training.distributed import (AuxAverager, WorkerInfo, check_launched, dist_trainer, is_distributed,
@@ -222,6 +223,7 @@ def fit(config: TrainConfig) -> Path:
         log.info("--dtype auto: %s (%s)", dtype, why)
         config = config.replace(dtype=dtype)
     check_dtype(config.dtype, ctx)  # before anything is written
+    config = fit_budget(config, ctx)
     kv, info = start_job(config)
     if not info.is_chief:  # only rank 0 writes the run directory; the others train and validate
         _fit(config, run_folder(config), ctx, kv, info)
