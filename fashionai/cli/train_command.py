@@ -65,7 +65,9 @@ TRAIN_HELP = {
     "mixup_off_epochs": ("last epochs without mixup", ("--mixup-off-epoch",)),
     "balance": ("imbalanced classes: none, sampler (balanced draws) or weights (loss weights)", ()),
     "augment": ("training views: crop (the val view's scale at a random position, the Gluon FashionAI "
-                "tutorial's) or imagenet (GluonCV's random resized crop, area >= --min-scale)", ()),
+                "tutorial's), shift (the same from an image up to 15%% larger: it moves the garment on "
+                "square images, where crop cannot) or imagenet (GluonCV's random resized crop, area >= "
+                "--min-scale)", ()),
     "crop_ratio": ("share of the short side the val view keeps: resize the short side to data_shape / "
                    "crop_ratio, then crop data_shape (GluonCV's --crop-ratio; ImageNet's 0.875 cuts the "
                    "ends of a garment off that length tasks are about)", ()),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from fashionai.core.tasks import num_classes
 from fashionai.core.view import View
 from fashionai.data.loaders import AUTO_WORKERS, IMAGE_EXTENSIONS, record_threads
+from fashionai.data.transforms import SHIFT_ZOOM
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -186,7 +187,8 @@ def part_sizes(count: int, parts: int) -> list[int]:
 def record_iter_args(view: View, *, train: bool, augment: str = "crop", min_scale: float = 0.08,
                      jitter: float = 0.0, lighting: float = 0.0) -> dict:
     """ImageRecordIter options matching `train_transform` / `eval_transform`: for training `crop`
-    (resize the short side to `view.short`, a random crop anywhere, mirror) or `imagenet`
+    (resize the short side to `view.short`, a random crop anywhere, mirror), `shift` (the same from
+    an image scaled by up to 1 + SHIFT_ZOOM) or `imagenet`
     (GluonCV train_imagenet.py `--use-rec`: random resized crop, area [min_scale, 1], aspect
     [3/4, 4/3], mirror; MXNet's C++ crop falls back to a centre crop when a draw does not fit, as
     the folder path's FittedResizedCrop does not), colour jitter and PCA lighting; for evaluation
@@ -200,6 +202,9 @@ def record_iter_args(view: View, *, train: bool, augment: str = "crop", min_scal
     colour = {"brightness": jitter, "contrast": jitter, "saturation": jitter, "pca_noise": lighting}
     if augment == "crop":
         return {**args, "resize": view.short, "rand_crop": True, "rand_mirror": True, **colour}
+    if augment == "shift":  # the image scaled by up to 1 + SHIFT_ZOOM after the resize, then cropped
+        return {**args, "resize": view.short, "rand_crop": True, "rand_mirror": True, "min_random_scale": 1.0,
+                "max_random_scale": 1.0 + SHIFT_ZOOM, **colour}
     return {**args, "random_resized_crop": True, "min_random_area": min_scale, "max_random_area": 1.0,
             "min_aspect_ratio": 3 / 4, "max_aspect_ratio": 4 / 3, "rand_mirror": True, **colour}
 

@@ -31,7 +31,8 @@ def eval_transform(view: View) -> mx.gluon.Block:
     ])
 
 
-AUGMENTS = ("crop", "imagenet")
+AUGMENTS = ("crop", "shift", "imagenet")
+SHIFT_ZOOM = 0.15  # `shift`: the short side resized to view.short x U(1, 1 + SHIFT_ZOOM) before the crop
 
 
 class RandomCropAtEvalScale:
@@ -47,6 +48,24 @@ class RandomCropAtEvalScale:
         import mxnet as mx
 
         resized = mx.image.resize_short(image, self.short, interp=1)
+        return mx.image.random_crop(resized, (self.size, self.size))[0]
+
+
+class ShiftedCrop(RandomCropAtEvalScale):
+    """RandomCropAtEvalScale from an image up to `zoom` larger than the val view's scale: on a square
+    image (most of the competition's) the val scale leaves no room to move, so the plain crop always
+    cuts the same centre square; here the garment moves by up to zoom / (1 + zoom) of the side (13%)
+    and grows by up to 15%, never losing more than that of its ends."""
+
+    def __init__(self, view: View, zoom: float = SHIFT_ZOOM):
+        super().__init__(view)
+        self.zoom = zoom
+
+    def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
+        import mxnet as mx
+
+        short = int(round(self.short * random.uniform(1.0, 1.0 + self.zoom)))
+        resized = mx.image.resize_short(image, short, interp=1)
         return mx.image.random_crop(resized, (self.size, self.size))[0]
 
 
@@ -78,15 +97,17 @@ class FittedResizedCrop:
 def train_transform(
     view: View, *, augment: str = "crop", min_scale: float = 0.08, jitter: float = 0.0, lighting: float = 0.0,
 ) -> mx.gluon.Block:
-    """The training augmentation: `crop` (RandomCropAtEvalScale at the view's scale) or `imagenet` (GluonCV's
-    ImageNet recipe: FittedResizedCrop with area share >= `min_scale`), then a left-right flip, optional
+    """The training augmentation: `crop` (RandomCropAtEvalScale at the view's scale), `shift` (ShiftedCrop:
+    up to SHIFT_ZOOM larger, so it moves on square images) or `imagenet` (GluonCV's ImageNet recipe:
+    FittedResizedCrop with area share >= `min_scale`), then a left-right flip, optional
     colour jitter and PCA lighting noise, the view's normalisation."""
     from mxnet.gluon.data.vision import transforms
 
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    crop = (RandomCropAtEvalScale(view) if augment == "crop"
-            else FittedResizedCrop(view.size, (min_scale, 1.0)))
+    crops = {"crop": lambda: RandomCropAtEvalScale(view), "shift": lambda: ShiftedCrop(view),
+             "imagenet": lambda: FittedResizedCrop(view.size, (min_scale, 1.0))}
+    crop = crops[augment]()
     steps = transforms.Compose([transforms.ToTensor(), transforms.Normalize(view.mean, view.std)])
     return Chain(Chain(crop, FlipJitterLighting(jitter, lighting)), steps)
 
