@@ -73,6 +73,10 @@ RECIPES = {
     # one backbone, a head per task, every task's images (fashionai train --tasks)
     "shared": Recipe(shared=True),
     "shared+moving-crop": Recipe(dict(augment="imagenet"), shared=True),
+    # the val-scale crop from an image up to 15% larger: it moves on square images
+    "shift": Recipe(dict(augment="shift")),
+    "shared+shift": Recipe(dict(augment="shift"), shared=True),
+    "shared+smoothing": Recipe(dict(label_smoothing=0.1), shared=True),
 }
 
 
