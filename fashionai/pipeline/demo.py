@@ -142,7 +142,7 @@ def format_demo(result: DemoResult) -> str:
     by the submission's leaderboard table."""
     lines = [f"val split, {DEFAULT_WHICH} epoch's weights (what the submission uses):",
              f"{'task':<24} {'classes':>7} {'val acc':>8} {'chance':>7} {'val AP':>7} {'epoch':>5} {'train s':>8}"]
-    for task, row in result.val.items():
+    for task, row in sorted(result.val.items(), key=lambda item: TASK_NAMES.index(item[0])):
         k = num_classes(task)
         lines.append(f"{task:<24} {k:>7} {row['val_acc']:>8.3f} {1 / k:>7.3f} {row['val_map']:>7.3f} "
                      f"{int(row['epoch']):>5} {result.seconds[task]:>8.1f}")
