@@ -31,11 +31,14 @@ POLICIES = {  # name: environment of the child (None removes the variable)
     "libgomp default (MXNet's)": {"GOMP_SPINCOUNT": "300000", "OMP_WAIT_POLICY": None},
     "GOMP_SPINCOUNT=10000 (the project's)": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
     "OMP_WAIT_POLICY=PASSIVE": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
+    # fewer threads than cores, as a busy machine would suggest (idle: half the speed, by design)
+    "the project's spin, 1 thread": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None, "OMP_NUM_THREADS": "1"},
 }
 WORKLOADS = {  # name: (model, px, batch, train, dtype)
     "ResNet50_v2 train": ("ResNet50_v2", 224, 16, True, "float32"),
     "ResNet50_v2 train, BF16": ("ResNet50_v2", 224, 16, True, "bfloat16"),
     "ResNet50_v2 predict": ("ResNet50_v2", 224, 32, False, "float32"),
+    "ResNet50_v2 predict, OpenVINO": ("ResNet50_v2", 224, 32, False, "openvino"),
     "mobilenet0.25 train (demo)": ("mobilenet0.25", 64, 32, True, "float32"),
 }
 
@@ -49,6 +52,8 @@ def child(args: argparse.Namespace) -> None:
     try:
         if train:  # bench_train's own measurement: static graph, SGD with momentum, one batch in memory
             value = bench_train.measure(model, size, batch, args.seconds, dtype=dtype)
+        elif dtype == "openvino":
+            value = _openvino_rate(model, size, batch, args.seconds)
         else:
             value = _predict_rate(model, size, batch, args.seconds)
     except ValueError as err:  # BF16 where this CPU has no BF16 kernels
@@ -69,6 +74,35 @@ def _predict_rate(model: str, size: int, batch: int, seconds: float) -> float:
 
     def step() -> int:
         net(data).wait_to_read()
+        return batch
+
+    return common.rate(step, seconds)
+
+
+def _openvino_rate(model: str, size: int, batch: int, seconds: float) -> float:
+    """img/s of OpenVINO fp32 forward passes of the same net (its own threads: OMP_NUM_THREADS's
+    count as INFERENCE_NUM_THREADS, as the engine runs in predict)."""
+    import tempfile
+
+    import mxnet as mx
+    import numpy as np
+
+    from fashionai.inference.openvino_net import compile_model, logits_model, openvino_core
+    from fashionai.model import build_net
+
+    net = build_net(model, 6, ctx=[mx.cpu()], hybridize=False)
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(mx.nd.zeros((1, 3, size, size))).wait_to_read()
+    with tempfile.TemporaryDirectory() as tmp:
+        net.export(f"{tmp}/net")
+        mx.onnx.export_model(f"{tmp}/net-symbol.json", f"{tmp}/net-0000.params", in_shapes=[(batch, 3, size, size)],
+                             in_types=np.float32, onnx_file_path=f"{tmp}/net.onnx")
+        core, _ = openvino_core()
+        compiled = compile_model(logits_model(core.read_model(f"{tmp}/net.onnx")), "fp32")
+    request, data = compiled.create_infer_request(), np.random.uniform(size=(batch, 3, size, size)).astype(np.float32)
+
+    def step() -> int:
+        request.infer({0: data})
         return batch
 
     return common.rate(step, seconds)
@@ -123,7 +157,8 @@ def main() -> None:
                          "under load / idle": f"{loaded / idle:.2f}x"})
     notes = [f"fair share with {args.busy} busy processes on {common.cores()} cores: "
              f"{common.cores() / (args.busy + 1):.2f} cores of {common.cores()}",
-             "every child runs the project's runtime (threads, AMX); only the spin variables differ"]
+             "every child runs the project's runtime (threads, AMX); only the spin variables (and, in the last policy, "
+             "the thread count) differ"]
     common.report("Sharing the cores: OpenMP spin policy", info, {"seconds per case": args.seconds}, rows,
                   ["workload", "spin policy", "idle img/s", "idle vs libgomp default", f"img/s beside {args.busy} busy",
                    "under load / idle"], notes, args.json)

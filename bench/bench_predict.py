@@ -8,7 +8,8 @@ Speed (one table): every case predicts the same `--images` 512 px demo JPEGs wit
   NDArray slicing, the 10 views run as one batch through `net.hybridize()` (the Gluon FashionAI
   tutorial's predict loop);
 - the project (`fashionai.inference.predict.predict_paths`, batches of several images' views) at fp32,
-  fused, int8 and bf16 (`fashionai.inference.nets`; refused where this CPU cannot run it), and at fp32
+  fused, int8 and bf16 (`fashionai.inference.nets`; refused where this CPU cannot run it), on the
+  OpenVINO engine at fp32, bf16 and int8 (`fashionai.inference.openvino_net`), and at fp32
   once more with MXNet's default threads (`OMP_NUM_THREADS` unset, the project's thread setting
   skipped), the baseline of the project's thread default.
 The net is one epoch of `--model` from random weights at a small LR (speed does not depend on the
@@ -19,6 +20,13 @@ the skirt-length task with the demo preset's budget at 64 px (or on `--run`, any
 mAP of each precision beside fp32's, the precision `auto` picks there, and that precision's
 ten-crop speed against the tutorial's loop: from the first table, and as the median of `--pairs`
 interleaved pairs of children (`common.paired_ratios`), which is what the 3x target is judged by.
+
+Whole commands (third table): `fashionai submit --tta ten-crop` over
+the same question images, as whole processes (start-up, loading, export / calibration caches warm,
+prediction, writing), against the tutorial's loop as a whole process, in `--pairs` interleaved
+pairs per case: MXNet fp32, MXNet `auto` (today's default before the engine choice), each OpenVINO
+precision, and the default (`--engine auto --precision auto`, after `evaluate --compare-precision`
+has recorded the choice and this machine's costs).
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ TASK = "skirt_length_labels"
 DEFAULT_THREADS = "fp32, MXNet default threads"  # OMP_NUM_THREADS removed, configure_threads not run
 VIEWS = 10
 AMX_OFF = ", AMX off"  # case suffix: the child runs with FASHIONAI_AMX=0
-CASES = ("tutorial", "fp32", "fused", "int8", "bf16", f"int8{AMX_OFF}", f"bf16{AMX_OFF}", DEFAULT_THREADS)
+OV = "openvino-"  # case prefix: the OpenVINO engine at the precision that follows
+CASES = ("tutorial", "fp32", "fused", "int8", "bf16", f"{OV}fp32", f"{OV}bf16", f"{OV}int8", f"int8{AMX_OFF}",
+         f"bf16{AMX_OFF}", DEFAULT_THREADS)
 
 
 def _run(prepared: Path, out: Path, name: str, **changes) -> Path:
@@ -114,7 +124,8 @@ def child(args: argparse.Namespace) -> None:
             predict = lambda paths: tutorial_predict(net, paths, view)  # noqa: E731
         else:
             precision = "fp32" if args.case == DEFAULT_THREADS else args.case.removesuffix(AMX_OFF)
-            net, _ = load_net(run, precision, ctx=ctx)
+            engine = "openvino" if precision.startswith(OV) else "mxnet"
+            net, _ = load_net(run, precision.removeprefix(OV), ctx=ctx, engine=engine)
             predict = lambda paths: predict_paths(net, paths, view=view, ctx=ctx,  # noqa: E731
                                                   tta="ten-crop", batch_size=args.batch)
     except (ValueError, OSError) as err:
@@ -167,15 +178,92 @@ def _speed_rows(args, script: Path, prepared: Path, run: Path, gflop: float, pea
 
 
 def _accuracy_rows(run: Path, batch: int) -> tuple[list[dict], str, str]:
-    from fashionai.pipeline.precision import compare_precisions, pick_precision
+    from fashionai.pipeline.precision import candidates, compare_precisions, pick_precision
 
-    rows = compare_precisions(run, devices="cpu", batch_size=batch)
+    rows = compare_precisions(run, devices="cpu", batch_size=batch, choices=candidates("auto", "auto"))
     choice, why = pick_precision(rows)
-    table = [{"precision": r["precision"], "val mAP": r.get("val_map"), "delta mAP": r.get("delta_map"),
+    table = [{"engine": r["engine"], "precision": r["precision"], "val mAP": r.get("val_map"), "delta mAP": r.get("delta_map"),
               "img/s (no TTA)": r.get("img_s"), "speed-up": r.get("speedup"),
               "argmax agreement": r.get("argmax_agreement"),
               "note": "" if r["supported"] else r["reason"][:120]} for r in rows]
     return table, choice, f"auto picks {choice} on {run}: {why}"
+
+
+SUBMITS = {  # whole-command cases: the flags of `fashionai submit` after the common ones
+    "MXNet fp32": ["--engine", "mxnet", "--precision", "fp32"],
+    "MXNet auto (the default before the engine choice)": ["--engine", "mxnet", "--precision", "auto"],
+    "OpenVINO fp32": ["--engine", "openvino", "--precision", "fp32"],
+    "OpenVINO bf16": ["--engine", "openvino", "--precision", "bf16"],
+    "OpenVINO int8": ["--engine", "openvino", "--precision", "int8"],
+    "default (--engine auto --precision auto)": [],
+}
+
+
+def _questions(prepared: Path, work: Path, count: int) -> tuple[Path, Path]:
+    """A question file of `count` of the prepared images (copied under `<work>/questions/Images/`)."""
+    import shutil
+
+    root = work / "questions"
+    folder = root / "Images" / TASK
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, image in enumerate(_images(prepared, count)):
+        shutil.copyfile(image, folder / f"q{i:04d}.jpg")
+        lines.append(f"Images/{TASK}/q{i:04d}.jpg,{TASK},?")
+    (root / "question.csv").write_text("\n".join(lines) + "\n")
+    return root / "question.csv", root
+
+
+def _whole(command: list[str], env: dict) -> float:
+    """Wall seconds of a whole process (nan when it fails)."""
+    import subprocess
+
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"<!-- {' '.join(command[:4])} failed: {done.stderr.strip().splitlines()[-1:]} -->", file=sys.stderr)
+        return float("nan")
+    return time.perf_counter() - start
+
+
+def _submit_rows(args, script: Path, prepared: Path, run: Path) -> tuple[list[dict], list[str]]:
+    """Whole `fashionai submit --tta ten-crop` per case against the tutorial's loop as a whole process,
+    in interleaved pairs (the caches of each case filled by one untimed run first)."""
+    import os
+
+    import numpy as np
+
+    work = Path(args.workdir)
+    questions, root = _questions(prepared, work, args.images)
+    env = {**os.environ, "PYTHONPATH": str(common.ROOT), "FASHIONAI_CACHE": str(work / "cache")}
+    tutorial = [sys.executable, str(script), "--child", "--case", "tutorial", "--run", str(run), "--prepared",
+                str(prepared), "--images", str(args.images), "--size", str(args.size), "--workdir", args.workdir]
+    base = [sys.executable, "-m", "fashionai", "submit", "--runs", str(run), "--questions", str(questions),
+            "--images-root", str(root), "--tta", "ten-crop", "--which", "best", "-b", str(args.batch), "--overwrite"]
+    first = {"evaluate --compare-precision": _whole([sys.executable, "-m", "fashionai", "evaluate", "--run", str(run),
+                                                     "--compare-precision", "-b", str(args.batch)], env)}
+    rows = []
+    for name, flags in SUBMITS.items():
+        command = [*base, "--out", str(work / "submission" / name.split()[0].lower()), *flags]
+        first[name] = _whole(command, env)  # untimed: the export, calibration and choice caches are filled
+        ratios = common.paired_ratios(lambda: 1 / _whole(tutorial, env), lambda: 1 / _whole(command, env), args.pairs)
+        good = [r for r in ratios if r == r]
+        rows.append({"case": name, "vs tutorial (median)": f"{np.median(good):.2f}x" if good else "failed",
+                     "pairs": ", ".join(f"{r:.2f}" for r in good), "first run s": first[name]})
+    notes = [f"{args.images} question images x 10 views, whole processes (start-up included); ratio = the tutorial "
+             f"loop's wall time / the command's, median of {args.pairs} interleaved pairs per case",
+             f"first runs (caches cold) in seconds: {', '.join(f'{k} {v:.1f}' for k, v in first.items())}",
+             _auto_says(run)]
+    return rows, notes
+
+
+def _auto_says(run: Path) -> str:
+    """What the default chose for `run` (its precision.json)."""
+    try:
+        saved = json.loads((run / "precision.json").read_text())
+    except (OSError, ValueError):
+        return "auto's choice: not recorded"
+    return f"the default runs {saved.get('engine', 'mxnet')} {saved['precision']} here: {saved['reason']}"
 
 
 def main() -> None:
@@ -235,9 +323,15 @@ def main() -> None:
                                       args.pairs)
         notes.append(f"ten-crop at auto ({choice}) / the tutorial's FP32 loop, interleaved: "
                      f"{common.describe_ratios(ratios)}")
+    if args.pairs:
+        submit_rows, submit_notes = _submit_rows(args, script, prepared, speed_run)
+        common.report(f"Whole submit commands, ten-crop: {args.model} at {args.size} px", info,
+                      {"views per batch": args.batch}, submit_rows,
+                      ["case", "vs tutorial (median)", "pairs", "first run s"], submit_notes, args.json)
     common.report("Prediction precision: val mAP against FP32 (TTA none)", info,
                   {"run": str(quality_run), "tolerance": 0.005}, table,
-                  ["precision", "val mAP", "delta mAP", "img/s (no TTA)", "speed-up", "argmax agreement", "note"],
+                  ["engine", "precision", "val mAP", "delta mAP", "img/s (no TTA)", "speed-up", "argmax agreement",
+                   "note"],
                   notes, args.json)
 
 
