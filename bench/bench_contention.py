@@ -30,12 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train  # noqa: E402
 import common  # noqa: E402
 
+PINNING = "BENCH_OPENVINO_PINNING"  # "0": the OpenVINO workload compiles with ENABLE_CPU_PINNING off
 POLICIES = {  # name: environment of the child (None removes the variable)
     "libgomp default (MXNet's)": {"GOMP_SPINCOUNT": "300000", "OMP_WAIT_POLICY": None},
     "GOMP_SPINCOUNT=10000 (the project's)": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None},
     "OMP_WAIT_POLICY=PASSIVE": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
     # fewer threads than cores, as a busy machine would suggest (idle: half the speed, by design)
     "the project's spin, 1 thread": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None, "OMP_NUM_THREADS": "1"},
+    # OpenVINO pins its threads to cores by default; only the OpenVINO workload reads this
+    "the project's, OpenVINO pinning off": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None, PINNING: "0"},
 }
 WORKLOADS = {  # name: (model, px, batch, train, dtype)
     "ResNet50_v2 train": ("ResNet50_v2", 224, 16, True, "float32"),
@@ -101,7 +104,8 @@ def _openvino_rate(model: str, size: int, batch: int, seconds: float) -> float:
         mx.onnx.export_model(f"{tmp}/net-symbol.json", f"{tmp}/net-0000.params", in_shapes=[(batch, 3, size, size)],
                              in_types=np.float32, onnx_file_path=f"{tmp}/net.onnx")
         core, _ = openvino_core()
-        compiled = compile_model(logits_model(core.read_model(f"{tmp}/net.onnx")), "fp32")
+        pinning = False if os.environ.get(PINNING) == "0" else None
+        compiled = compile_model(logits_model(core.read_model(f"{tmp}/net.onnx")), "fp32", pinning=pinning)
     request, data = compiled.create_infer_request(), np.random.uniform(size=(batch, 3, size, size)).astype(np.float32)
 
     def step() -> int:
@@ -137,6 +141,7 @@ def main() -> None:
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes competing for the cores")
     p.add_argument("--pairs", type=int, default=5, help="interleaved (idle, loaded) pairs per case; the ratio is their median")
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    p.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     p.add_argument("--json", help="append the result to this JSON lines file")
     common.add_child_flags(p)
     args = p.parse_args()
@@ -149,7 +154,9 @@ def main() -> None:
     info, script, rows = common.machine_info(), Path(__file__), []
     for workload in args.workloads:
         base = None
-        for policy in POLICIES:
+        for policy in args.policies:
+            if policy.endswith("pinning off") and "OpenVINO" not in workload:
+                continue  # the same as the project's policy for MXNet
             idles, loads = [], []
 
             def idle() -> float:

@@ -151,13 +151,16 @@ class OpenVinoNet:
         return mx.nd.array(next(iter(out.values())), dtype="float32")
 
 
-def compile_model(model: ov.Model, precision: str, threads: int | None = None):
-    """`model` compiled for the CPU at `precision`'s inference hint, one stream of `threads`."""
+def compile_model(model: ov.Model, precision: str, threads: int | None = None, pinning: bool | None = None):
+    """`model` compiled for the CPU at `precision`'s inference hint, one stream of `threads`;
+    `pinning` sets ENABLE_CPU_PINNING (None: OpenVINO's default, on)."""
     core, why = openvino_core()
     if core is None:
         raise ValueError(why)
     config = {"INFERENCE_NUM_THREADS": threads or engine_threads(), "PERFORMANCE_HINT": "LATENCY",
               "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": HINTS[precision]}
+    if pinning is not None:
+        config["ENABLE_CPU_PINNING"] = pinning
     return core.compile_model(model, "CPU", config)
 
 
