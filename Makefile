@@ -2,7 +2,8 @@
 # Both build .venv themselves with the pinned dependencies (scripts/bootstrap.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export OMP_NUM_THREADS ?= $(shell nproc)
+# Thread counts are the program's own choice (fashionai.core.runtime: affinity mask and cgroup quota,
+# shared among a job's processes); an OMP_NUM_THREADS you export wins.
 
 .PHONY: venv demo test test-quick bench bench-score clean
 
