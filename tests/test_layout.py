@@ -95,9 +95,11 @@ def test_a_multitask_net_learns_every_task(tmp_path):
     """On demo-style data one shared net learns both tasks far above chance (1/5 and 1/6; random
     scores get val mAP ~0.2-0.25).
 
-    48 training images per class keep it under a minute on 2 cores. Validated with the demo preset
-    on data seeds 2 (the one used), 0 and 1 (best epoch, val acc / mAP, collar then skirt): 0.64 /
-    0.87, 0.53 / 0.73; 0.66 / 0.81, 0.33 / 0.54; 0.46 / 0.63, 0.38 / 0.58."""
+    48 training images per class and 12 epochs of the demo preset keep it near 30 s on 2 cores.
+    Validated on data seeds 2 (the one used), 0 and 1 (best epoch, val acc / mAP, collar then
+    skirt): 0.44 / 0.65, 0.38 / 0.57; 0.38 / 0.57, 0.30 / 0.49; 0.46 / 0.64, 0.30 / 0.46. (25
+    epochs, twice the time: 0.68 / 0.86, 0.52 / 0.74; 0.54 / 0.78, 0.33 / 0.60; 0.54 / 0.77,
+    0.52 / 0.72.)"""
     from fashionai.demodata.generate import make_demo_data
     from fashionai.data.prepare import prepare
     from fashionai.training.fit import fit
@@ -105,8 +107,8 @@ def test_a_multitask_net_learns_every_task(tmp_path):
     make_demo_data(tmp_path / "data", tasks=TASKS.split(","), warmup_per_class=0, test_per_class=1, seed=2,
                    train_per_class=48)
     prepare(tmp_path / "data", tmp_path / "prepared", val_fraction=0.2, workers=2)
-    run = fit(TrainConfig.demo("", tmp_path / "prepared", tmp_path / "runs", tasks=TASKS))
+    run = fit(TrainConfig.demo("", tmp_path / "prepared", tmp_path / "runs", tasks=TASKS, epochs=12))
     best = best_row(read_metrics(run))
     for task in TASKS.split(","):
-        assert best[f"val_acc/{task}"] >= 2 / num_classes(task), (task, best)
-        assert best[f"val_map/{task}"] >= 0.5, (task, best)
+        assert best[f"val_acc/{task}"] >= 1.5 / num_classes(task), (task, best)
+        assert best[f"val_map/{task}"] >= 0.4, (task, best)
