@@ -34,7 +34,7 @@ bench: venv
 		$(BENCH_OUT)/contention.md $(BENCH_OUT)/profile.md
 
 # The score: the demo's shared nets vs the 2018 tutorial's recipe, paired over 5 seeds on the shop and
-# classic demo data, 10 epochs (~40 min on 2 idle cores); tables in bench/out/score.md.
+# classic demo data, 10 epochs (35 min on 2 cores shared with other jobs); tables in bench/out/score.md.
 bench-score: venv
 	@mkdir -p $(BENCH_OUT)
 	$(PY) bench/bench_score.py --tasks skirt_length_labels collar_design_labels --recipes tutorial shared \
