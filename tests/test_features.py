@@ -153,12 +153,15 @@ def test_a_fresh_head_on_cached_features_of_a_trained_backbone_learns(tmp_path):
     """Features of a backbone that knows the task are enough for a new head: trained alone from
     the cache it gets far above chance (0.2 accuracy; ~0.2 mAP untrained) on collar designs, close
     to what the whole net got. The source run's own quality varies with the CPU's threads, so the
-    head is held to the source, not to a fixed figure."""
-    make_demo_data(tmp_path / "data", tasks=[TARGET], warmup_per_class=0, test_per_class=1, seed=5)
+    head is held to the source, not to a fixed figure. 64 images per class and a 20-epoch source
+    (two thirds of the demo's 80 and 25); validated on data seeds 5 (used), 6 and 7: source val
+    acc / mAP 0.58 / 0.77, 0.60 / 0.77, 0.54 / 0.77, head 0.57 / 0.78, 0.63 / 0.79, 0.57 / 0.78."""
+    make_demo_data(tmp_path / "data", tasks=[TARGET], warmup_per_class=0, test_per_class=1, seed=5,
+                   train_per_class=64)
     prepare(tmp_path / "data", tmp_path / "prepared", val_fraction=0.2, workers=2)
-    source = fit(TrainConfig.demo(TARGET, tmp_path / "prepared", tmp_path / "runs", name="source"))
+    source = fit(TrainConfig.demo(TARGET, tmp_path / "prepared", tmp_path / "runs", name="source", epochs=20))
     head = fit(_head_config(tmp_path, source / "best.params", name="head", data_shape=64, epochs=30))
-    # 0.4 of 80 val images right is 4.5 standard deviations above chance's 16
+    # 0.4 of 65 val images right is 4 standard deviations above chance's 13
     source_map = max(r["val_map"] for r in read_metrics(source))
     assert max(r["val_acc"] for r in read_metrics(source)) >= 0.4 and source_map >= 0.6
     rows = read_metrics(head)
