@@ -16,6 +16,13 @@ GRANTED = lambda: (True, "")  # noqa: E731
 REFUSED = lambda: (False, "arch_prctl(ARCH_REQ_XCOMP_PERM) failed: Invalid argument")  # noqa: E731
 
 
+@pytest.fixture(autouse=True)
+def idle_machine(monkeypatch):
+    """Thread counts as on an idle machine (other tests' load must not change them); the busy case
+    is tested on its own."""
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 0.0)
+
+
 def test_threads_default_to_the_cores_and_the_users_setting_wins():
     env = {}
     assert runtime.configure_threads(env).value == env["OMP_NUM_THREADS"] == str(usable_cores())
@@ -166,3 +173,32 @@ def test_threads_take_the_smaller_of_the_affinity_mask_and_the_quota(tmp_path, m
     assert cpu.usable_cores() == 3
     (root / "cpu.max").write_text("max 100000\n")
     assert cpu.usable_cores() == 64
+
+
+def test_threads_leave_out_the_cores_other_work_keeps_busy(tmp_path, monkeypatch):
+    from fashionai.core import cpu
+
+    monkeypatch.setattr(cpu, "affinity_cores", lambda: 4)
+    monkeypatch.setattr(cpu, "cgroup_cpu_quota", lambda root, proc: None)
+    monkeypatch.setattr(runtime, "mxnet_already_imported", lambda: False)
+    for busy, threads in ((0.2, "4"), (1.6, "2"), (3.9, "1")):
+        monkeypatch.setattr(runtime, "busy_cores", lambda busy=busy: busy)
+        env = {}
+        chosen = runtime.configure_threads(env)
+        assert chosen.value == env["OMP_NUM_THREADS"] == threads
+        assert ("busy" in chosen.reason) == (threads != "4")
+    assert runtime.configure_threads({"OMP_NUM_THREADS": "3"}).value == "3"  # the user's count still wins
+
+
+def test_busy_cores_reads_the_affinity_masks_cpus_in_proc_stat(tmp_path, monkeypatch):
+    from fashionai.core import cpu
+
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal; cpu2 is outside the mask
+    before = "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 0 0 0 200 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n"
+    after = "cpu  0 0 0 0 0 0 0 0\ncpu0 200 0 0 100 0 0 0 0\ncpu1 50 0 0 250 0 0 0 0\ncpu2 999 0 0 0 0 0 0 0\n"
+    stat.write_text(before)
+    busy = cpu.busy_cores(stat, sample_s=0, sleep=lambda s: stat.write_text(after))
+    assert busy == pytest.approx(2 * 150 / 200)  # cpu0 fully busy, cpu1 half: 1.5 cores
+    assert cpu.busy_cores(tmp_path / "missing", sample_s=0) == 0.0

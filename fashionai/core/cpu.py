@@ -10,6 +10,7 @@ import functools
 import logging
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,40 @@ def usable_cores(root: Path | None = None, proc_cgroup: Path | None = None) -> i
     quota = cgroup_cpu_quota(CGROUP_ROOT if root is None else root, PROC_CGROUP if proc_cgroup is None else proc_cgroup)
     cores = affinity_cores()
     return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
+PROC_STAT = Path("/proc/stat")
+BUSY_SAMPLE_S = 0.05  # how long `busy_cores` watches the cores (a process start pays it once)
+
+
+def _cpu_times(stat: Path, cpus: set[int]) -> tuple[float, float]:
+    """(busy, total) jiffies of the `cpuN` lines of /proc/stat for N in `cpus`."""
+    busy = total = 0.0
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        values = [float(v) for v in fields[:8]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+        busy, total = busy + sum(values) - idle, total + sum(values)
+    return busy, total
+
+
+def busy_cores(stat: Path | None = None, sample_s: float = BUSY_SAMPLE_S, sleep=time.sleep) -> float:
+    """How many of this process's cores other work keeps busy right now: /proc/stat read twice,
+    `sample_s` apart, over the CPUs of the affinity mask (0.0 where it cannot be read). Measured
+    before this process does any work, so what it sees is everyone else."""
+    stat = PROC_STAT if stat is None else stat
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    try:
+        busy0, total0 = _cpu_times(stat, cpus)
+        sleep(sample_s)
+        busy1, total1 = _cpu_times(stat, cpus)
+    except (OSError, ValueError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    return len(cpus) * (busy1 - busy0) / (total1 - total0)
 
 
 def _cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
