@@ -12,10 +12,17 @@ os.environ.setdefault(PROCESSES_PER_HOST, os.environ.get("PYTEST_XDIST_WORKER_CO
 configure_runtime()
 
 
-# --- prepared_data (prepare) ---------------------------------------------------------------------
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cost_record(tmp_path_factory):
+    """`auto`'s per-machine cost record (FASHIONAI_CACHE) in a folder of the session's own: a probe
+    inside a test neither reads the user's figures nor writes to ~/.cache."""
+    os.environ["FASHIONAI_CACHE"] = str(tmp_path_factory.mktemp("fashionai-cache"))
+
+
+# --- prepared_data (prepare) ---------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def prepared_data(demo_data, tmp_path_factory):
     """The demo data prepared once per session (seed 0, val fraction 0.1); tests must not modify it."""

@@ -125,7 +125,8 @@ def run_demo(
             result.seconds[task] = (time.time() - clock) / len(group)  # a shared net's time, split evenly
     clock = time.time()
     questions = workdir / "data" / "rank" / "Tests" / "question.csv"
-    make_submission(questions, workdir / "submissions", runs=list(result.runs.values()), tta=tta)
+    make_submission(questions, workdir / "submissions", runs=list(result.runs.values()), tta=tta,
+                    precision="auto", engine="auto")  # what `submit` does by default
     result.submission = workdir / "submissions" / "submission.csv"
     result.report = score_submission(result.submission, workdir / "data" / "rank" / "Tests" / "answers.csv")
     result.seconds["submit"] = time.time() - clock
