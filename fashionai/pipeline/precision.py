@@ -27,7 +27,7 @@ from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
-from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net, require
+from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
 from fashionai.inference.openvino_net import ENGINES, OV_PRECISIONS, check_engine, ov_availability
 from fashionai.inference.predict import predict_paths
 from fashionai.scoring.scores import evaluate_predictions
