@@ -19,6 +19,7 @@ from fashionai.core.devices import resolve_devices
 from fashionai.core.io import params_fingerprint
 from fashionai.core.runinfo import RunInfo
 from fashionai.data.manifest import split_images
+from fashionai.inference.nets import require
 from fashionai.inference.openvino_net import openvino_version
 from fashionai.pipeline import precision as measure
 from fashionai.pipeline.measured import read_choice, save_choice
@@ -163,7 +164,7 @@ def _named_precision(precision: str, ctx) -> Choice:
     for candidate in [c for c in candidates("auto", precision) if c.precision == precision]:
         if measure.available(candidate, ctx)[0]:
             return candidate
-    measure.require(precision, ctx)  # raises, naming why MXNet cannot
+    require(precision, ctx)  # raises, naming why MXNet cannot
     return REFERENCE
 
 
