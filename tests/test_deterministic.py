@@ -4,6 +4,9 @@ with the same seed write the same metrics.csv and weights."""
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -14,7 +17,6 @@ from fashionai.data.loaders import EpochKeys, SeededDataset, image_folder, make_
 from fashionai.data.transforms import train_transform
 from fashionai.training.config import TrainConfig
 from fashionai.training.distributed import ShardSampler, WorkerInfo
-from fashionai.training.fit import fit
 
 TIMING = ("img_per_s", "epoch_s")  # wall-clock columns: the only ones two runs may differ in
 
@@ -61,19 +63,24 @@ def test_seeded_loader_processes_give_the_same_batches_as_one_process(prepared_d
 
 
 def _run(prepared, out, name: str):
+    """One `fashionai train` process, as a user runs it: the claim is about two runs on one machine.
+    (Two fits inside one process differed in the last bits of a loss now and then: oneDNN's and
+    MXNet's state from the first run, not the seed; each process on its own repeats exactly.)"""
     config = TrainConfig(task=TASK, prepared=str(prepared), out=str(out), name=name, epochs=2,
                          **{**TINY, "min_scale": 0.5}, augment="imagenet")
-    run = fit(config)
+    (out / f"{name}.json").write_text(json.dumps(config.to_dict()))
+    done = subprocess.run([sys.executable, "-m", "fashionai", "train", "-c", str(out / f"{name}.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = out / TASK / name
     with open(run / "metrics.csv") as f:
         rows = [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
     return rows, {k: v.asnumpy() for k, v in mx.nd.load(str(run / "last.params")).items()}
 
 
 def test_two_runs_with_the_same_seed_write_identical_metrics_and_weights(prepared_data, tmp_path):
-    """Random crops, flips, colour jitter, shuffling, initialisation: nothing is left to chance. The
-    weights were bit-identical in most trials; in a few, on a loaded machine, some differed in the
-    last bits (~1e-7: a CPU kernel's multi-threaded sum), which left every metric identical."""
+    """Random crops, flips, colour jitter, shuffling, initialisation: nothing is left to chance."""
     (rows, weights), (rows_again, weights_again) = _run(prepared_data, tmp_path, "a"), _run(prepared_data, tmp_path, "b")
     assert len(rows) == 2 and rows == rows_again
     assert weights.keys() == weights_again.keys()
-    assert all(np.allclose(weights[k], weights_again[k], rtol=0, atol=1e-5) for k in weights)
+    assert all(np.array_equal(weights[k], weights_again[k]) for k in weights)
