@@ -184,10 +184,21 @@ def test_threads_leave_out_the_cores_other_work_keeps_busy(tmp_path, monkeypatch
     for busy, threads in ((0.2, "4"), (1.6, "2"), (3.9, "1")):
         monkeypatch.setattr(runtime, "busy_cores", lambda busy=busy: busy)
         env = {}
-        chosen = runtime.configure_threads(env)
+        chosen = runtime.configure_threads(env, by_load=True)
         assert chosen.value == env["OMP_NUM_THREADS"] == threads
         assert ("busy" in chosen.reason) == (threads != "4")
-    assert runtime.configure_threads({"OMP_NUM_THREADS": "3"}).value == "3"  # the user's count still wins
+        assert runtime.configure_threads({}).value == "4"  # a run that must repeat: the load is not asked
+    assert runtime.configure_threads({"OMP_NUM_THREADS": "3"}, by_load=True).value == "3"  # the user's count wins
+
+
+def test_only_a_training_run_that_must_repeat_exactly_keeps_its_threads_whatever_the_load():
+    from fashionai.cli import build_parser, threads_by_load
+
+    parse = build_parser().parse_args
+    assert not threads_by_load(parse(["train", "--task", "skirt_length_labels"]))  # --deterministic by default
+    assert not threads_by_load(parse(["demo"]))
+    assert threads_by_load(parse(["train", "--task", "skirt_length_labels", "--no-deterministic"]))
+    assert threads_by_load(parse(["predict", "--run", "r", "--images", "i"]))
 
 
 def test_busy_cores_reads_the_affinity_masks_cpus_in_proc_stat(tmp_path, monkeypatch):

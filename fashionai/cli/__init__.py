@@ -59,10 +59,19 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def threads_by_load(args: argparse.Namespace) -> bool:
+    """Whether this command may start fewer threads while other work keeps cores busy: every command
+    but a training run that must repeat exactly (`--deterministic`, the default), whose weights
+    depend on the thread count and so must not depend on the machine's load at start."""
+    if args.command in ("train", "demo", "launch"):
+        return getattr(args, "deterministic", None) is False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    settings = configure_runtime()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # imports no MXNet: the runtime settings still apply
+    settings = configure_runtime(by_load=threads_by_load(args))
     setup_logging(args.verbose or args.debug)
     log_runtime(settings)
     args.runtime_settings = settings

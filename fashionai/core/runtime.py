@@ -62,11 +62,12 @@ class Setting:
     reason: str
 
 
-def configure_threads(env: MutableMapping[str, str] | None = None) -> Setting:
+def configure_threads(env: MutableMapping[str, str] | None = None, by_load: bool = False) -> Setting:
     """OMP_NUM_THREADS = the usable core count (shared out among the processes of a job on this
     host: FASHIONAI_PROCESSES_PER_HOST, set by `fashionai launch`), unless the user set it. A count
     this function chose in a parent process (marked in THREADS_CHOSEN) is chosen again here: the
-    parent's share is not this process's."""
+    parent's share is not this process's. `by_load`: fewer where other work keeps cores busy right
+    now; not for a run that must repeat exactly, since a kernel's sums depend on its thread count."""
     env = os.environ if env is None else env
     if THREADS in env and env.get(THREADS_CHOSEN) != env[THREADS]:
         return Setting(THREADS, env[THREADS], "set by you")
@@ -75,7 +76,7 @@ def configure_threads(env: MutableMapping[str, str] | None = None) -> Setting:
     cores = max(1, usable_cores() // share)
     why = "the usable cores: affinity mask and cgroup CPU quota (MXNet's own default is half the processors)"
     why = why if share == 1 else f"{why}, shared by {share} processes of a job"
-    busy = busy_cores() if cores > 1 and not mxnet_already_imported() else 0.0  # too late to matter otherwise
+    busy = busy_cores() if by_load and cores > 1 and not mxnet_already_imported() else 0.0  # too late otherwise
     free = max(1, int(usable_cores() - busy + 0.5))
     if free < cores:
         cores, why = free, f"{why}, fewer while other work keeps {busy:.1f} of them busy"
@@ -152,11 +153,12 @@ def amx_on(env: MutableMapping[str, str] | None = None) -> bool:
     return env.get(ISA, "").upper().startswith(AMX_ISA)
 
 
-def configure_runtime(env: MutableMapping[str, str] | None = None) -> list[Setting]:
-    """Every setting, in the order they are made; call before the first `import mxnet`."""
+def configure_runtime(env: MutableMapping[str, str] | None = None, by_load: bool = False) -> list[Setting]:
+    """Every setting, in the order they are made; call before the first `import mxnet`. `by_load`:
+    see configure_threads."""
     if mxnet_already_imported():
         log.warning("MXNet was imported before the runtime settings: threads, spin policy and AMX may not apply")
-    return [configure_threads(env), configure_spin(env), configure_amx(env)]
+    return [configure_threads(env, by_load), configure_spin(env), configure_amx(env)]
 
 
 def log_runtime(settings: list[Setting]) -> None:
