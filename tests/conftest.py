@@ -85,6 +85,26 @@ def first_argmax(values):
     return next(i for i, v in enumerate(values) if v == best)
 
 
+@pytest.fixture(scope="module")
+def run_copy(trained_run, tmp_path_factory):
+    """A copy of trained_run that a module's tests may add caches to (the session's run stays as it is)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("run-copy") / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def run_images(trained_run):
+    """Every prepared image of trained_run's task (train and val), in path order."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((trained_run / "config.json").read_text())
+    return sorted((Path(config["prepared"]) / config["task"]).glob("*/*/*.jpg"))
+
+
 def read_checkpoint_json(run_dir):
     """A run's checkpoint.json as written."""
     import json

@@ -11,7 +11,6 @@ images, mean |dp| ~1e-4; allowed the MXNet int8 bounds of tests/test_precision.p
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -35,16 +34,8 @@ def own_cost_record(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run_copy(trained_run, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("engine") / "run"
-    shutil.copytree(trained_run, copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def images(trained_run):
-    config = json.loads((trained_run / "config.json").read_text())
-    return sorted((Path(config["prepared"]) / config["task"]).glob("*/*/*.jpg"))[:24]
+def images(run_images):
+    return run_images[:24]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ task's 66 prepared images (train + val), not about accuracy:
 
 import json
 import shutil
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -47,17 +46,8 @@ def quick_timing(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run_copy(trained_run, tmp_path_factory):
-    """A copy of the fixture run that tests may add caches to (the fixture's run stays unmodified)."""
-    copy = tmp_path_factory.mktemp("precision") / "run"
-    shutil.copytree(trained_run, copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def images(trained_run):
-    config = json.loads((trained_run / "config.json").read_text())
-    return sorted((Path(config["prepared"]) / config["task"]).glob("*/*/*.jpg"))
+def images(run_images):
+    return run_images
 
 
 @pytest.fixture(scope="module")
