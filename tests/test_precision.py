@@ -254,7 +254,8 @@ def test_auto_probes_only_where_the_measured_saving_pays_for_the_probe(run_copy,
 
 
 def test_auto_is_fp32_without_measuring_where_nothing_else_runs(run_copy, monkeypatch):
-    monkeypatch.setattr(choice, "availability", lambda name, ctx: (name == "fp32", "" if name == "fp32" else "GPU"))
+    monkeypatch.setattr(choice, "engine_availability",
+                        lambda engine, name, ctx: (name == "fp32", "" if name == "fp32" else "GPU"))
     monkeypatch.setattr(choice, "compare_precisions", lambda *a, **k: pytest.fail("must not measure"))
     decision = auto_choice.choose_precision(run_copy)
     assert decision.precision == "fp32" and "only precision" in decision.reason and not decision.cached

@@ -27,8 +27,8 @@ from fashionai.core.runinfo import RunInfo
 from fashionai.core.tasks import class_names
 from fashionai.data.manifest import split_images
 from fashionai.data.transforms import eval_transform
-from fashionai.inference.nets import PRECISIONS, availability, check_precision, load_net
-from fashionai.inference.openvino_net import ENGINES, OV_PRECISIONS, check_engine, ov_availability
+from fashionai.inference.nets import PRECISIONS, check_precision, engine_availability, load_net
+from fashionai.inference.openvino_net import ENGINES, OV_PRECISIONS, check_engine
 from fashionai.inference.predict import predict_paths
 from fashionai.scoring.scores import evaluate_predictions
 from fashionai.scoring.tables import format_table, save_table
@@ -148,9 +148,7 @@ def candidates(engine: str, precision: str) -> list[Choice]:
 
 def available(candidate: Choice, ctx) -> tuple[bool, str]:
     """(True, "") when `candidate` can run on `ctx` here, else (False, the reason)."""
-    if candidate.engine == "openvino":
-        return ov_availability(candidate.precision, ctx)
-    return availability(candidate.precision, ctx)
+    return engine_availability(candidate.engine, candidate.precision, ctx)
 
 
 def _measure_one(run_dir, candidate: Choice, run: RunInfo, images, probe, labels, ctx, batch_size, which) -> dict:
