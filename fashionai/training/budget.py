@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 PROBE_BATCHES = 4  # timed training steps, after one untimed (hybridize, kernel selection)
 
 
-def probe_seconds(config: TrainConfig, ctx: Sequence[mx.Context]) -> tuple[float, float]:
-    """(seconds per training batch, seconds per val batch) of the config's run on `ctx`, with the
-    loaders as the run reads them (decoding and augmentation included)."""
+def probe_seconds(config: TrainConfig, ctx: Sequence[mx.Context]) -> tuple[float, float, int, int]:
+    """(seconds per training batch, seconds per val batch, training batches, val batches) of the
+    config's run on `ctx`, with the loaders as the run reads them (decoding and augmentation
+    included)."""
     import mxnet as mx
 
     loaders = make_loaders(config, len(ctx))
@@ -53,7 +54,7 @@ def probe_seconds(config: TrainConfig, ctx: Sequence[mx.Context]) -> tuple[float
     data, _ = next(iter(loaders.val))
     _ = [net(x).asnumpy() for x in mx.gluon.utils.split_and_load(data, ctx)]
     train_batch = sum(times[1:]) / max(len(times) - 1, 1) if len(times) > 1 else times[0]
-    return train_batch, time.time() - start
+    return train_batch, time.time() - start, len(loaders.train), len(loaders.val)
 
 
 def budget_epochs(seconds: float, train_batch: float, val_batch: float, train_batches: int,
@@ -69,17 +70,9 @@ def fit_budget(config: TrainConfig, ctx: Sequence[mx.Context]) -> TrainConfig:
     on a resume (the run's own count stands)."""
     if config.budget_s <= 0 or config.resume:
         return config
-    train_batch, val_batch = probe_seconds(config, ctx)
-    loaders_step = config.batch_size * len(ctx)
-    train_n, val_n = _split_sizes(config)
-    epochs = budget_epochs(config.budget_s, train_batch, val_batch, train_n // loaders_step,
-                           math.ceil(val_n / loaders_step), config.epochs)
+    train_batch, val_batch, train_batches, val_batches = probe_seconds(config, ctx)
+    epochs = budget_epochs(config.budget_s, train_batch, val_batch, train_batches, val_batches, config.epochs)
     log.info("--budget-seconds %.0f: %.3f s per training batch, %.3f s per val batch here -> %d epochs (of at "
              "most %d)", config.budget_s, train_batch, val_batch, epochs, config.epochs)
     return config.replace(epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs - 1))
 
-
-def _split_sizes(config: TrainConfig) -> tuple[int, int]:
-    """(train images, val images) of the config's run."""
-    layout = layout_for(config)
-    return len(layout.dataset(config.prepared, "train")[0]), len(layout.dataset(config.prepared, "val")[0])
