@@ -21,9 +21,14 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 
 
+def affinity_cpus() -> set[int]:
+    """The CPUs of this process's affinity mask (all of them where the OS has no masks)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def affinity_cores() -> int:
-    """Cores in this process's affinity mask (all of them where the OS has no masks)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores in this process's affinity mask."""
+    return len(affinity_cpus())
 
 
 def usable_cores(root: Path | None = None, proc_cgroup: Path | None = None) -> int:
@@ -57,7 +62,7 @@ def busy_cores(stat: Path | None = None, sample_s: float = BUSY_SAMPLE_S, sleep=
     `sample_s` apart, over the CPUs of the affinity mask (0.0 where it cannot be read). Measured
     before this process does any work, so what it sees is everyone else."""
     stat = PROC_STAT if stat is None else stat
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cpus = affinity_cpus()
     try:
         busy0, total0 = _cpu_times(stat, cpus)
         sleep(sample_s)

@@ -73,11 +73,12 @@ def configure_threads(env: MutableMapping[str, str] | None = None, by_load: bool
         return Setting(THREADS, env[THREADS], "set by you")
     share = env.get(PROCESSES_PER_HOST, "1")
     share = int(share) if share.isdigit() and int(share) > 0 else 1
-    cores = max(1, usable_cores() // share)
+    usable = usable_cores()
+    cores = max(1, usable // share)
     why = "the usable cores: affinity mask and cgroup CPU quota (MXNet's own default is half the processors)"
     why = why if share == 1 else f"{why}, shared by {share} processes of a job"
     busy = busy_cores() if by_load and cores > 1 and not mxnet_already_imported() else 0.0  # too late otherwise
-    free = max(1, int(usable_cores() - busy + 0.5))
+    free = max(1, int(usable - busy + 0.5))
     if free < cores:
         cores, why = free, f"{why}, fewer while other work keeps {busy:.1f} of them busy"
     env[THREADS] = env[THREADS_CHOSEN] = str(cores)
