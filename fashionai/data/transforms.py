@@ -44,10 +44,14 @@ class RandomCropAtEvalScale:
     def __init__(self, view: View):
         self.size, self.short = view.size, view.short
 
+    def short_side(self) -> int:
+        """The short side the image is resized to before the crop."""
+        return self.short
+
     def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
         import mxnet as mx
 
-        resized = mx.image.resize_short(image, self.short, interp=1)
+        resized = mx.image.resize_short(image, self.short_side(), interp=1)
         return mx.image.random_crop(resized, (self.size, self.size))[0]
 
 
@@ -61,12 +65,8 @@ class ShiftedCrop(RandomCropAtEvalScale):
         super().__init__(view)
         self.zoom = zoom
 
-    def __call__(self, image: mx.nd.NDArray) -> mx.nd.NDArray:
-        import mxnet as mx
-
-        short = int(round(self.short * random.uniform(1.0, 1.0 + self.zoom)))
-        resized = mx.image.resize_short(image, short, interp=1)
-        return mx.image.random_crop(resized, (self.size, self.size))[0]
+    def short_side(self) -> int:
+        return int(round(self.short * random.uniform(1.0, 1.0 + self.zoom)))
 
 
 class FittedResizedCrop:
