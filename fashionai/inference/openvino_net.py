@@ -22,6 +22,7 @@ set it (the affinity mask and the cgroup quota), as `INFERENCE_NUM_THREADS`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -58,8 +59,10 @@ def check_engine(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=1)
 def openvino_core() -> tuple[ov.Core | None, str]:
-    """(OpenVINO's Core, "") or (None, why it cannot be had: not installed, or broken)."""
+    """(OpenVINO's Core, "") or (None, why it cannot be had: not installed, or broken). One per
+    process, as OpenVINO advises: the availability checks, each net and its compile share it."""
     try:
         import openvino as ov
 
