@@ -27,7 +27,7 @@ def _augmented(prepared, keys: list[int], seed: int) -> list[np.ndarray]:
     view = View(32, 1.0)
     dataset = SeededDataset(image_folder(prepared / TASK / "train", 6),
                             train_transform(view, augment="imagenet", min_scale=0.3, jitter=0.4), seed)
-    return [dataset[k][0].asnumpy() for k in keys]
+    return [np.asarray(dataset[k][0]) for k in keys]
 
 
 def test_an_images_augmentation_depends_on_seed_epoch_and_image_only(prepared_data):

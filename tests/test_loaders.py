@@ -121,7 +121,106 @@ def test_the_crop_augment_is_the_val_scale_anywhere_in_the_image():
     for _ in range(200):
         out = crop(image)
         assert out.shape == (32, 32, 3)
-        tops.add(float(out[0, 0, 0].asscalar()))
+        tops.add(float(out[0, 0, 0]))
     long_side = 200 * VIEW.short // 100  # 72: the long side after the short side's resize
     lowest_top = (long_side - 32) * 200 / long_side  # the bottom crop's first row, in source rows (~111)
     assert min(tops) < 5 and max(tops) > 0.9 * lowest_top  # crops reach the top and the bottom
+
+
+def _photo(seed: int = 0, shape=(40, 56, 3)) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, 256, shape).astype(np.uint8)
+
+
+def test_the_numpy_resize_is_mxnets_resize_short():
+    image = _photo(shape=(57, 90, 3))
+    for short in (32, 57, 73):
+        mine = transforms.resize_short(image, short)
+        theirs = mx.image.resize_short(mx.nd.array(image, dtype="uint8"), short, interp=1).asnumpy()
+        assert mine.shape == theirs.shape
+        assert np.abs(mine.astype(int) - theirs.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("name, op", [("brightness", "random_brightness"), ("contrast", "random_contrast")])
+def test_the_numpy_jitter_is_mxnets_operator(name, op):
+    """Brightness and contrast as MXNet's image operators compute them on uint8 (which floor)."""
+    image = _photo()
+    for factor in (0.8, 1.17):
+        mine = np.clip(transforms.JITTER_OPS[name](image.astype(np.float32), factor), 0, 255)
+        theirs = getattr(mx.nd.image, op)(mx.nd.array(image, dtype="uint8"), min_factor=factor,
+                                          max_factor=factor).asnumpy()
+        assert np.abs(mine - theirs).max() < 1.0
+
+
+def test_saturation_blends_towards_each_pixels_luma():
+    """0: every channel becomes the pixel's luma (grey); 1: unchanged; MXNet 1.9.1's own operator
+    darkens instead (its luma is 0.114 x blue), which is why this one is not compared with it."""
+    image = _photo().astype(np.float32)
+    grey = transforms._saturation(image, 0.0)
+    luma = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    np.testing.assert_allclose(grey, np.repeat(luma[..., None], 3, axis=2), rtol=1e-5)
+    np.testing.assert_allclose(transforms._saturation(image, 1.0), image)
+
+
+def test_the_lighting_noise_is_mxnets_pca_lighting():
+    image = _photo()
+    alpha = (0.1, -0.05, 0.02)
+    theirs = mx.nd.image.adjust_lighting(mx.nd.array(image, dtype="float32"), alpha=alpha).asnumpy()
+    mine = image.astype(np.float32) + transforms.PCA_EIGVEC @ (np.array(alpha, np.float32) * transforms.PCA_EIGVAL)
+    np.testing.assert_allclose(mine, theirs, atol=1e-3)
+
+
+def test_the_training_transform_normalises_like_gluons_totensor_and_normalize():
+    image = _photo(shape=(32, 32, 3))
+    view = View(32, 1.0)
+    out = transforms.Normalized(view)(image)
+    gluon = mx.gluon.data.vision.transforms
+    theirs = gluon.Normalize(view.mean, view.std)(gluon.ToTensor()(mx.nd.array(image, dtype="uint8"))).asnumpy()
+    assert out.dtype == np.float32 and out.shape == (3, 32, 32)
+    np.testing.assert_allclose(out, theirs, atol=1e-5)
+
+
+class _CountingDataset:
+    def __init__(self, images):
+        self.images, self.items, self.reads = images, [(f"{i}.jpg", i % 2) for i in range(len(images))], 0
+
+    def __getitem__(self, idx):
+        self.reads += 1
+        return mx.nd.array(self.images[idx], dtype="uint8"), self.items[idx][1]
+
+    def __len__(self):
+        return len(self.images)
+
+
+def test_kept_images_are_decoded_once_and_are_what_the_crop_would_resize_to():
+    source = _CountingDataset([_photo(i, (50, 70, 3)) for i in range(3)])
+    crop = transforms.RandomCropAtEvalScale(View(32, 0.875))
+    kept = loaders.keep_in_memory(source, loaders.ResizeShort(transforms.cache_short(
+        transforms.train_transform(View(32, 0.875)))), processes=1)
+    assert isinstance(kept, loaders.CachedImages) and kept.items == source.items
+    for _ in range(3):
+        for i in range(3):
+            image, label = kept[i]
+            assert label == i % 2 and image.shape[0] == crop.short
+    assert source.reads == 3
+    # a crop of the kept image is the crop of the decoded one: same draws, same pixels
+    import random
+
+    random.seed(5)
+    a = crop(kept[1][0])
+    random.seed(5)
+    b = crop(source[1][0])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_images_are_kept_only_where_they_fit_in_memory(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       1000 kB\nMemAvailable:    400 kB\n")
+    assert loaders.available_memory(meminfo) == 400 * 1024
+    assert loaders.available_memory(tmp_path / "missing") == 0
+    share = int(loaders.CACHE_MEMORY_SHARE * 400 * 1024)
+    assert loaders.cache_fits(10, share // 10, 1, available=400 * 1024)
+    assert not loaders.cache_fits(10, share // 10, 2, available=400 * 1024)  # each process keeps a copy
+    source = _CountingDataset([_photo()])
+    assert loaders.keep_in_memory(source, None, 1) is source
+    monkeypatch.setattr(loaders, "available_memory", lambda: 0)  # nothing known: decode every epoch
+    assert loaders.keep_in_memory(source, loaders.ResizeShort(32), 1) is source

@@ -23,7 +23,7 @@ def _left_columns(crop, draws: int = 100) -> set[float]:
     for _ in range(draws):
         out = crop(image)
         assert out.shape == (32, 32, 3)
-        lefts.add(round(float(out[0, 0, 0].asscalar())))
+        lefts.add(round(float(out[0, 0, 0])))
     return lefts
 
 

@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fashionai.data.loaders import EpochKeys, labels_of, make_loader, record_threads
+from fashionai.data.loaders import (
+    CachedImages, EpochKeys, ResizeShort, ValView, keep_in_memory, labels_of, loader_workers, make_loader,
+    record_threads,
+)
 from fashionai.data.manifest import label_strings
 from fashionai.data.recordio import check_pack, record_loader
-from fashionai.data.transforms import eval_transform, train_transform
+from fashionai.data.transforms import as_array, cache_short, eval_transform, train_transform
 from fashionai.training.config import TrainConfig, augmentation
 from fashionai.training.distributed import ShardSampler, WorkerInfo
 from fashionai.training.layout import layout_for
@@ -88,11 +91,15 @@ def make_loaders(config: TrainConfig, num_devices: int, info: WorkerInfo = Worke
     train_labels = labels_of(train_set)
     sampler = training_order(config, train_labels, info)
     gpus = num_devices if pin_device >= 0 else 0
+    processes = max(loader_workers(config.workers, gpus), 1)
+    short = cache_short(augment)
+    train_set = keep_in_memory(train_set, None if short is None else ResizeShort(short), processes)
+    val_set = keep_in_memory(val_set, ValView(config.view), processes)
     train = make_loader(train_set, augment, step, train=True, workers=config.workers,
                         balanced=config.balance == "sampler", sampler=sampler, pin_device=pin_device, gpus=gpus,
                         seed=config.seed if config.deterministic else None)
-    val = make_loader(val_set, eval_transform(config.view), step, train=False, workers=config.workers,
-                      pin_device=pin_device, gpus=gpus)
+    val_view = as_array if isinstance(val_set, CachedImages) else eval_transform(config.view)
+    val = make_loader(val_set, val_view, step, train=False, workers=config.workers, pin_device=pin_device, gpus=gpus)
     log.info("%s: %d train / %d val images, %d classes", ",".join(head.tasks), len(train_set), len(val_set),
              head.total)
     return Loaders(train, val, train_labels, val_labels, sampler)
