@@ -1,6 +1,7 @@
 """Head training from cached backbone features: the right features, a cache that is reused, a head
 that learns on a transferred backbone, and a fine-tuning stage that really unfreezes."""
 
+import json
 import logging
 import subprocess
 import sys
@@ -14,7 +15,13 @@ from fashionai.demodata.generate import make_demo_data
 from fashionai.data.prepare import prepare
 from fashionai.model import build_net, head_attr
 from fashionai.training.config import TrainConfig, check_config
-from fashionai.training.features import cache_file, feature_block, freeze_backbone, load_cache, unfreeze, weights_id
+from fashionai.cli import build_parser
+from fashionai.cli.train_command import train_config
+from fashionai.core.ov_runtime import EngineError
+from fashionai.training import backbone_pass
+from fashionai.training.backbone_pass import (FEATURE_TOLERANCE, BackbonePass, feature_block, feature_error,
+                                              openvino_unavailable)
+from fashionai.training.features import cache_file, cached_features, freeze_backbone, load_cache, unfreeze, weights_id
 from fashionai.training.fit import fit
 from fashionai.training.rundir import read_metrics
 
@@ -36,7 +43,7 @@ from fashionai.core.runtime import configure_runtime
 configure_runtime()  # before MXNet: the AMX request that the inherited DNNL_MAX_CPU_ISA needs
 import mxnet as mx, numpy as np
 from fashionai.model import build_net, head_attr
-from fashionai.training.features import feature_block
+from fashionai.training.backbone_pass import feature_block
 from fashionai.training.fit import start_amp
 mx.random.seed(0)
 net = build_net("resnet18_v2", 4, ctx=[mx.cpu()], hybridize=False)
@@ -81,6 +88,8 @@ def test_freezing_stops_backbone_gradients_and_unfreezing_restores_them():
     ({"cache_features": True, "freeze_backbone": True, "balance": "sampler"}, "--balance weights"),
     ({"cache_features": True, "freeze_backbone": True, "kvstore": "dist_sync"}, "distributed"),
     ({"fine_tune_epochs": -1}, "fine_tune_epochs"),
+    ({"cache_features": True, "freeze_backbone": True, "feature_engine": "openvino", "dtype": "bfloat16"},
+     "openvino computes FP32 features"),
 ])
 def test_meaningless_cache_settings_are_refused(changes, message, tmp_path):
     with pytest.raises(ValueError, match=message):
@@ -197,3 +206,139 @@ def test_a_bf16_head_stage_trains_and_keeps_its_own_cache(small, tmp_path):
     bf16_cache = cache_file(root / "prepared", "mobilenet0.25", View(32, TrainConfig().crop_ratio),
                             weights_id(str(backbone), 0), "none", "bfloat16")
     assert bf16_cache.name.endswith("-bfloat16.npz") and len(load_cache(bf16_cache)) == 16 * 5
+
+
+# --- the feature engine (--feature-engine) ------------------------------------------------------
+NO_OPENVINO = "OpenVINO is not installed: pip install openvino"
+
+
+def _small_net(size=32):
+    """mobilenet0.25 with random weights, initialised at `size` px, and a batch of 4 images."""
+    mx.random.seed(1)
+    net = build_net("mobilenet0.25", 5, ctx=[mx.cpu()], pretrained="none")
+    x = mx.nd.random.uniform(-2, 2, shape=(4, 3, size, size))
+    net(x)
+    return net, x
+
+
+def _no_openvino(monkeypatch):
+    monkeypatch.setattr(backbone_pass, "openvino_core", lambda: (None, NO_OPENVINO))
+
+
+@pytest.mark.parametrize("engine", ["openvino", "auto"])
+def test_openvino_features_agree_with_mxnet(engine, caplog):
+    """OpenVINO's compile of the feature graph gives MXNet's features (the check passed, and says so)."""
+    why = openvino_unavailable("float32", [mx.cpu()])
+    if why:
+        pytest.skip(why)
+    net, x = _small_net()
+    backbone = BackbonePass(net, engine, "float32", [mx.cpu()], 32)
+    assert backbone.engine == "openvino" and backbone.pending
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        backbone.check(x)
+    assert "agrees with MXNet" in caplog.text, caplog.text
+    if backbone.engine == "mxnet":  # auto measured MXNet faster on this batch: said, and MXNet's pass
+        assert engine == "auto" and "not 1.1x faster" in caplog.text
+        return
+    reference = feature_block(net)(x).asnumpy()
+    got = backbone(x)
+    assert backbone.ov is not None and got.shape == reference.shape == (4, 256)
+    assert np.abs(got - reference).max() <= FEATURE_TOLERANCE * np.abs(reference).max()
+
+
+def test_each_engine_keeps_its_own_cache_file(tmp_path):
+    """MXNet FP32's name is the one it always had; OpenVINO's features never land in it."""
+    view, weights = View(32, 1.0), weights_id("none", 0)
+    mxnet = cache_file(tmp_path, "mobilenet0.25", view, weights, "none")
+    openvino = cache_file(tmp_path, "mobilenet0.25", view, weights, "none", engine="openvino")
+    assert mxnet.name == "mobilenet0.25-32px-r1-random-seed0-none.npz"
+    assert openvino.name == "mobilenet0.25-32px-r1-random-seed0-none-openvino.npz"
+    assert cache_file(tmp_path, "mobilenet0.25", view, weights, "none", "bfloat16", "openvino").name.endswith(
+        "-bfloat16-openvino.npz")
+
+
+def test_auto_without_openvino_says_so_and_runs_mxnet(monkeypatch, caplog, tmp_path):
+    """No OpenVINO: one warning naming why, and the features land in MXNet's cache file."""
+    _no_openvino(monkeypatch)
+    net, _ = _small_net()
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        backbone = BackbonePass(net, "auto", "float32", [mx.cpu()], 32)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert backbone.engine == "mxnet" and not backbone.pending
+    assert len(warnings) == 1 and NO_OPENVINO in warnings[0].getMessage() and "MXNet" in warnings[0].getMessage()
+    make_demo_data(tmp_path / "data", tasks=[TARGET], train_per_class=1, test_per_class=1, warmup_per_class=0,
+                   min_size=40, max_size=48, seed=1)
+    paths = sorted((tmp_path / "data").rglob("*.jpg"))[:3]
+    files = {e: tmp_path / f"{e}.npz" for e in ("mxnet", "openvino")}
+    features = cached_features(backbone, paths, files.__getitem__, View(32, 1.0), "none")
+    assert features.shape == (3, 1, 256) and len(load_cache(files["mxnet"])) == 3 and not files["openvino"].exists()
+
+
+@pytest.mark.parametrize("dtype, reason", [("float32", NO_OPENVINO), ("bfloat16", "FP32 features")])
+def test_openvino_asked_for_by_name_that_cannot_run_is_one_error(monkeypatch, dtype, reason):
+    _no_openvino(monkeypatch)
+    net, _ = _small_net()
+    with pytest.raises(EngineError, match="--feature-engine openvino: ") as err:
+        BackbonePass(net, "openvino", dtype, [mx.cpu()], 32)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_failed_export_falls_back_with_auto_and_fails_by_name(monkeypatch, caplog):
+    """An export or compile that fails: auto says it and runs MXNet; openvino is that one error."""
+    monkeypatch.setattr(backbone_pass, "openvino_core", lambda: (object(), ""))
+
+    def broken(block, size, precision="fp32"):
+        raise EngineError("OpenVINO could not prepare SymbolBlock in fp32: no converter for op X")
+
+    monkeypatch.setattr(backbone_pass, "openvino_block", broken)
+    net, x = _small_net()
+    auto = BackbonePass(net, "auto", "float32", [mx.cpu()], 32)
+    with caplog.at_level(logging.WARNING, logger="fashionai"):
+        auto.check(x)
+    assert auto.engine == "mxnet" and "no converter for op X" in caplog.text
+    with pytest.raises(EngineError, match="--feature-engine openvino: OpenVINO could not prepare"):
+        BackbonePass(net, "openvino", "float32", [mx.cpu()], 32).check(x)
+
+
+@pytest.mark.parametrize("engine", ["openvino", "auto"])
+def test_features_that_disagree_with_mxnet_are_not_used(monkeypatch, caplog, engine):
+    """The first-batch check: an engine 1% off MXNet's features is said and MXNet computes them."""
+    monkeypatch.setattr(backbone_pass, "openvino_core", lambda: (object(), ""))
+    monkeypatch.setattr(backbone_pass, "openvino_block", lambda block, size: lambda x: block(x) * 1.01)
+    net, x = _small_net()
+    backbone = BackbonePass(net, engine, "float32", [mx.cpu()], 32)
+    with caplog.at_level(logging.WARNING, logger="fashionai"):
+        backbone.check(x)
+    assert backbone.engine == "mxnet" and backbone.ov is None and "differ from MXNet's by 0.01" in caplog.text
+    np.testing.assert_array_equal(backbone(x), feature_block(net)(x).asnumpy())
+
+
+def test_the_feature_engine_flag_and_old_runs(tmp_path):
+    """--feature-engine reaches the config; a run recorded before the choice reads as MXNet."""
+    args = build_parser().parse_args(["train", "--task", TARGET, "--feature-engine", "auto"])
+    assert train_config(args).feature_engine == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--task", TARGET, "--feature-engine", "tensorrt"])
+    old = {k: v for k, v in TrainConfig(task=TARGET).to_dict().items() if k != "feature_engine"}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert TrainConfig.of_run(tmp_path).feature_engine == "mxnet"
+
+
+def test_a_head_stage_on_openvino_features(small, caplog):
+    """The whole --cache-features path with --feature-engine openvino: its own cache file, features
+    MXNet's to the tolerance, and a head that trains on them."""
+    why = openvino_unavailable("float32", [mx.cpu()])
+    if why:
+        pytest.skip(why)
+    root, backbone = small
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        run = fit(_head_config(root, backbone, name="openvino-head", epochs=2, feature_engine="openvino"))
+    assert "features on OpenVINO fp32" in caplog.text and len(read_metrics(run)) == 2
+    fit(_head_config(root, backbone, name="mxnet-head", epochs=1))  # MXNet's cache (made already if run after the others)
+    view, weights = View(32, TrainConfig().crop_ratio), weights_id(str(backbone), 0)
+    ov = load_cache(cache_file(root / "prepared", "mobilenet0.25", view, weights, "none", engine="openvino"))
+    mxnet = load_cache(cache_file(root / "prepared", "mobilenet0.25", view, weights, "none"))
+    assert len(ov) == len(mxnet) == 16 * 5 and set(ov) == set(mxnet)
+    keys = sorted(ov)
+    error = feature_error(np.stack([mxnet[k] for k in keys]), np.stack([ov[k] for k in keys]))
+    assert error <= FEATURE_TOLERANCE, error

@@ -79,6 +79,10 @@ TRAIN_HELP = {
     "cache_features": ("with --freeze-backbone: compute the backbone's features once, cache them under "
                        "PREPARED/feature_cache/, and train the head on them (seconds per epoch)", ()),
     "cache_views": ("views cached per training image: none, flip, five-crop, ten-crop", ()),
+    "feature_engine": ("what runs the backbone pass of --cache-features: mxnet; openvino (its ONNX export on "
+                       "OpenVINO's CPU plugin in FP32, held to MXNet's features on the first batch; one error "
+                       "where it cannot run); auto (OpenVINO where it runs, agrees and measures faster on the "
+                       "first batch, else MXNet, said). Each engine keeps its own cache file", ()),
     "fine_tune_epochs": ("after the --epochs of head training, unfreeze and fine-tune the whole net for "
                          "this many epochs", ()),
     "fine_tune_lr_mult": ("LR of the fine-tuning epochs = --lr x this", ()),

@@ -16,39 +16,33 @@ MXNet; only the forward pass of prediction moves.
 The ONNX export (`export.export_run`, weights as initializers, dynamic batch) is cached per
 weights file in `<run>/openvino/export-<which>/` and made again when the params' SHA-1 changes.
 The graph's final softmax is cut off, so the net returns logits like the Gluon net does and
-prediction's own softmax gives the same probabilities. Threads: `OMP_NUM_THREADS` as the runtime
-set it (the affinity mask and the cgroup quota), as `INFERENCE_NUM_THREADS`.
+prediction's own softmax gives the same probabilities. The runtime underneath (the Core, the
+compile, the net wrapper, the thread count) is fashionai.core.ov_runtime's, shared with the feature
+cache's backbone pass.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from fashionai.core.cpu import usable_cores
 from fashionai.core.io import params_fingerprint, write_json
+from fashionai.core.ov_runtime import (EngineError, OpenVinoNet, compile_model, engine_threads, off_cpu, one_line,
+                                       openvino_core)
 from fashionai.core.runinfo import RunInfo
 from fashionai.inference.export import export_run
 from fashionai.inference.ov_int8 import OPENVINO_DIR, quantized_model
 
 if TYPE_CHECKING:
-    import mxnet as mx
     import openvino as ov
 
 log = logging.getLogger(__name__)
 
 ENGINES: tuple[str, ...] = ("mxnet", "openvino")  # the reference first
 OV_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
-OPENVINO_PIN = "openvino==2026.4.1"
-INSTALL = f'pip install -c constraints.txt "{OPENVINO_PIN}" (scripts/bootstrap.sh installs it)'
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # INFERENCE_PRECISION_HINT (int8: the unquantized rest)
 CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "int8": "INT8"}  # OPTIMIZATION_CAPABILITIES of the CPU plugin
 
 
@@ -57,20 +51,6 @@ def check_engine(name: str) -> str:
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")
     return name
-
-
-@functools.lru_cache(maxsize=1)
-def openvino_core() -> tuple[ov.Core | None, str]:
-    """(OpenVINO's Core, "") or (None, why it cannot be had: not installed, or broken). One per
-    process, as OpenVINO advises: the availability checks, each net and its compile share it."""
-    try:
-        import openvino as ov
-
-        return ov.Core(), ""
-    except ImportError:
-        return None, f"OpenVINO is not installed: {INSTALL}"
-    except Exception as err:  # noqa: BLE001 - a broken install says anything; one line is what is kept
-        return None, f"OpenVINO does not start: {str(err).strip().splitlines()[-1][:200]}"
 
 
 def openvino_version() -> str | None:
@@ -86,9 +66,8 @@ def ov_availability(precision: str, ctx: Sequence) -> tuple[bool, str]:
     """(True, "") when OpenVINO can run `precision` on `ctx` here, else (False, the reason)."""
     if precision not in OV_PRECISIONS:
         return False, f"OpenVINO runs {', '.join(OV_PRECISIONS)}, not {precision}"
-    gpus = [str(c) for c in ctx if getattr(c, "device_type", "cpu") != "cpu"]
-    if gpus:
-        return False, f"the OpenVINO engine runs on the CPU, not on {', '.join(gpus)}"
+    if off_cpu(ctx):
+        return False, off_cpu(ctx)
     core, why = openvino_core()
     if core is None:
         return False, why
@@ -97,14 +76,6 @@ def ov_availability(precision: str, ctx: Sequence) -> tuple[bool, str]:
         return False, f"OpenVINO's CPU plugin has no {CAPABILITY[precision]} kernels on this CPU " \
                       f"(it reports {', '.join(capabilities)})"
     return True, ""
-
-
-def engine_threads(env=None) -> int:
-    """OpenVINO's thread count: OMP_NUM_THREADS as the runtime or the user set it, else the usable
-    cores (affinity mask and cgroup quota), so both engines use the machine's share alike."""
-    env = os.environ if env is None else env
-    value = env.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
 
 
 def onnx_export(run: RunInfo, which: str) -> Path:
@@ -138,40 +109,6 @@ def logits_model(model: ov.Model) -> ov.Model:
     return ov.Model([last.input_value(0)], model.get_parameters(), "logits")
 
 
-class OpenVinoNet:
-    """A compiled OpenVINO model called like a Gluon net: (N, 3, S, S) NDArray -> (N, K) logits
-    NDArray (float32, on the CPU). One synchronous infer request, all of the engine's threads."""
-
-    def __init__(self, compiled, precision: str):
-        self.compiled, self.precision = compiled, precision
-        self.request = compiled.create_infer_request()
-
-    def __call__(self, x: mx.nd.NDArray) -> mx.nd.NDArray:
-        import mxnet as mx
-
-        data = x.asnumpy() if hasattr(x, "asnumpy") else np.asarray(x)
-        out = self.request.infer({0: np.ascontiguousarray(data, dtype=np.float32)})
-        return mx.nd.array(next(iter(out.values())), dtype="float32")
-
-
-def compile_model(model: ov.Model, precision: str, threads: int | None = None, pinning: bool | None = None):
-    """`model` compiled for the CPU at `precision`'s inference hint, one stream of `threads`;
-    `pinning` sets ENABLE_CPU_PINNING (None: OpenVINO's default, on)."""
-    core, why = openvino_core()
-    if core is None:
-        raise ValueError(why)
-    config = {"INFERENCE_NUM_THREADS": threads or engine_threads(), "PERFORMANCE_HINT": "LATENCY",
-              "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": HINTS[precision]}
-    if pinning is not None:
-        config["ENABLE_CPU_PINNING"] = pinning
-    return core.compile_model(model, "CPU", config)
-
-
-class EngineError(ValueError):
-    """OpenVINO could not prepare a run's net (not installed, export, read, calibration or compile
-    failed): one line, so that the caller can say it and run MXNet fp32 instead."""
-
-
 def openvino_net(run: RunInfo, precision: str, which: str) -> OpenVinoNet:
     """The run's net on OpenVINO at `precision` (int8 from its calibrated cache, built on first use);
     any failure on the way is an EngineError of one line."""
@@ -184,7 +121,8 @@ def openvino_net(run: RunInfo, precision: str, which: str) -> OpenVinoNet:
             model = quantized_model(run, which, model, core, engine_threads())
         net = OpenVinoNet(compile_model(logits_model(model), precision), precision)
     except (RuntimeError, OSError, ImportError, ValueError) as err:
-        reason = str(err).strip().splitlines()[-1][:300] if str(err).strip() else type(err).__name__
-        raise EngineError(f"OpenVINO could not prepare {run.run_dir} ({which}) in {precision}: {reason}") from None
+        raise EngineError(f"OpenVINO could not prepare {run.run_dir} ({which}) in {precision}: {one_line(err)}") \
+            from None
     log.info("%s (%s) runs on OpenVINO in %s, %d threads", run.run_dir, which, precision, engine_threads())
     return net
+

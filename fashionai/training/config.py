@@ -30,6 +30,7 @@ CHOICES = {
     "kvstore": ("device", "local", "dist_sync", "dist_device_sync"),
     "dtype": ("float32", "bfloat16", "float16", "auto"),
     "cache_views": tuple(TTA_MODES),
+    "feature_engine": ("mxnet", "openvino", "auto"),
     "augment": AUGMENTS,
     "input": ("auto", "folder", "rec"),
 }
@@ -89,6 +90,9 @@ class TrainConfig:
     freeze_backbone: bool = False
     cache_features: bool = False
     cache_views: str = "none"
+    # MXNet: the reference, what runs made before the choice used (so they need no RUN_LEGACY entry),
+    # and OpenVINO FP32 was no faster on the 2-core AVX-512 CPU measured (training.backbone_pass)
+    feature_engine: str = "mxnet"
     fine_tune_epochs: int = 0
     fine_tune_lr_mult: float = 0.1
     tensorboard: bool = False  # also write each epoch's metrics as TensorBoard events (training.rundir.EpochBoard)
@@ -243,6 +247,8 @@ def check_head_training(config: TrainConfig) -> None:
         "takes one view per cached sample: no mixup": config.mixup > 0,
         "has no sampler: use --balance weights": config.balance == "sampler",
         "reads the JPEG folders: use --input folder (or auto)": config.input == "rec",
+        f"with --feature-engine openvino computes FP32 features, not {config.dtype}'s: use --dtype float32":
+            config.feature_engine == "openvino" and config.dtype in ("bfloat16", "float16"),
     }
     problems = [reason for reason, bad in why.items() if bad]
     if problems:
@@ -279,7 +285,7 @@ def augmentation(config: TrainConfig) -> dict:
 # Settings a resume may give anew without changing what the run computes: where and how fast it
 # runs, and what only a new run reads (the initial weights). Anything else is the run's recipe.
 RESUME_FREE = frozenset({"resume", "devices", "num_gpus", "workers", "input", "mxnet_home", "download",
-                         "pretrained", "tensorboard", "deterministic"})
+                         "pretrained", "tensorboard", "deterministic", "feature_engine"})
 
 
 def resume_changes(saved: TrainConfig, config: TrainConfig) -> dict[str, tuple[Any, Any]]:

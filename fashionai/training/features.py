@@ -7,19 +7,19 @@ whole network, so a CPU user gets a decent head in seconds. `--fine-tune-epochs 
 the backbone for N epochs of ordinary training (fastai's two-stage `fine_tune`).
 
 Features are taken at the head's input in the inference graph (BatchNorm on its running
-statistics), exactly what the head sees at prediction time. The cache is one `.npz` file per
-(model, input size, crop ratio, backbone weights, views, precision) under
+statistics), exactly what the head sees at prediction time, by MXNet or, with `--feature-engine`,
+OpenVINO (fashionai.training.backbone_pass). The cache is one `.npz` file per
+(model, input size, crop ratio, backbone weights, views, precision, engine) under
 `<prepared>/feature_cache/`, holding one (views, C) float32 block per image keyed by the SHA-1 of
 the image file's bytes: renamed, moved or re-split images hit the cache, edited ones are recomputed.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ from fashionai.core.view import View
 from fashionai.data.loaders import image_folder, split_dir
 from fashionai.data.tta import ImageDecodeError, decode_loader, num_views
 from fashionai.model import head_attr
+from fashionai.training.backbone_pass import BackbonePass
 from fashionai.training.config import TrainConfig
 from fashionai.training.loop import loss_scaling, sample_weights, soft_targets, softmax_loss, step, val_metrics
 
@@ -42,53 +43,6 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "feature_cache"
 EXTRACT_BATCH = 32  # images per backbone pass while filling the cache
-
-
-def feature_block(net: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
-    """The net up to its head's input, as a graph sharing the net's parameters: (B, 3, S, S) -> (B, C)
-    float32.
-
-    Found in the graph rather than by model-specific attributes: the head's FullyConnected node is
-    the one fed the head's weight, and its data input is the pooled feature map in every zoo net.
-    Under BF16 AMP (`--dtype bfloat16`, process-wide) both arrive through AMP's cast nodes, which
-    are looked through (taken at face value, the node "fed the weight" was the weight's own cast).
-    """
-    import mxnet as mx
-
-    head = getattr(net, head_attr(net))
-    dense = head if isinstance(head, mx.gluon.nn.Dense) else list(head._children.values())[-1]
-    data = mx.sym.var("data")
-    features = mx.sym.amp_cast(mx.sym.flatten(_classifier_input(net(data), dense.weight.name)), dtype="float32")
-    with warnings.catch_warnings():  # "cannot decide type for data": it is given at the first call
-        warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock(features, data, params=net.collect_params())
-    block.hybridize(static_alloc=True, static_shape=True)
-    return block
-
-
-AMP_CASTS = ("amp_cast", "amp_multicast")  # output k of amp_multicast is its input k, cast
-
-
-def _classifier_input(graph: mx.sym.Symbol, weight: str) -> mx.sym.Symbol:
-    """The symbol the FullyConnected node that uses `weight` classifies, AMP casts looked through."""
-    nodes = json.loads(graph.tojson())["nodes"]
-
-    def source(entry: list[int]) -> tuple[int, int]:
-        node, index = entry[0], entry[1]
-        while nodes[node]["op"] in AMP_CASTS:
-            node, index = nodes[node]["inputs"][index if nodes[node]["op"] == "amp_multicast" else 0][:2]
-        return node, index
-
-    dense = [n for n in nodes if n["op"] == "FullyConnected" and nodes[source(n["inputs"][1])[0]]["name"] == weight]
-    if len(dense) != 1:
-        raise ValueError(f"cannot find the classifier input of the graph (FullyConnected nodes using {weight}: "
-                         f"{len(dense)})")
-    node, index = source(dense[0]["inputs"][0])
-    internals, name = graph.get_internals(), nodes[node]["name"]
-    outputs = [o for o in internals.list_outputs() if o in (f"{name}_output", f"{name}_output{index}")]
-    if not outputs:
-        raise ValueError(f"cannot find output {index} of {name}, the classifier's input, in the graph")
-    return internals[outputs[0]]
 
 
 def image_key(path: str | Path) -> str:
@@ -106,12 +60,13 @@ def weights_id(pretrained: str, seed: int) -> str:
     return "file-" + image_key(pretrained)[:10]
 
 
-def cache_file(prepared: str | Path, model: str, view: View, weights: str, views: str, dtype: str = "float32"
-               ) -> Path:
-    """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>[-<dtype>].npz`: features a
-    BF16 graph computed differ from FP32's in the third digit, so each precision keeps its own file
-    (FP32's name has no suffix, as before there was a choice)."""
-    suffix = "" if dtype == "float32" else f"-{dtype}"
+def cache_file(prepared: str | Path, model: str, view: View, weights: str, views: str, dtype: str = "float32",
+               engine: str = "mxnet") -> Path:
+    """`<prepared>/feature_cache/<model>-<S>px-r<crop ratio>-<weights>-<views>[-<dtype>][-<engine>].npz`:
+    features a BF16 graph computed differ from FP32's in the third digit, and OpenVINO's from
+    MXNet's in the sixth, so each precision and engine keeps its own file (MXNet FP32's name has
+    no suffix, as before there was a choice)."""
+    suffix = ("" if dtype == "float32" else f"-{dtype}") + ("" if engine == "mxnet" else f"-{engine}")
     name = f"{model.lower()}-{view.size}px-r{view.crop_ratio:g}-{weights}-{views}{suffix}.npz"
     return Path(prepared) / CACHE_DIR / name
 
@@ -132,31 +87,51 @@ def save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
     atomic_save(path, lambda tmp: np.savez(tmp, keys=np.array(keys), features=features))
 
 
-def _extract(block, paths: Sequence[Path], view: View, views: str, ctx) -> np.ndarray:
-    """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
+def _batches(paths: Sequence[Path], view: View, views: str, threads: int = 0):
+    """(B x V, 3, S, S) NDArrays of `paths`' views, EXTRACT_BATCH images at a time, decoded by
+    `threads` threads ahead; ImageDecodeError names every image of a batch that does not decode."""
     import mxnet as mx
 
-    out, v = [], num_views(views)
-    threads = usable_cores() if len(paths) > EXTRACT_BATCH else 0  # decode the next batch while this one runs
-    for items in tqdm(decode_loader(paths, [view.short], view, views, EXTRACT_BATCH, threads),
-                      desc=f"features ({views})", unit="batch", leave=False, disable=None):
-        stacks = [x for kind, x in items if kind == "ok"]
+    for items in decode_loader(paths, [view.short], view, views, EXTRACT_BATCH, threads):
         failures = [x for kind, x in items if kind == "bad"]
         if failures:
             raise ImageDecodeError(failures)
-        feats = block(mx.nd.concat(*stacks, dim=0).as_in_context(ctx)).asnumpy()
-        out.append(feats.reshape(len(stacks), v, -1))
+        yield mx.nd.concat(*[x for kind, x in items if kind == "ok"], dim=0)
+
+
+def _extract(backbone: BackbonePass, paths: Sequence[Path], view: View, views: str) -> np.ndarray:
+    """(N, V, C) features of `paths`, each image's V views taken like prediction's TTA views."""
+    out, v = [], num_views(views)
+    threads = usable_cores() if len(paths) > EXTRACT_BATCH else 0  # decode the next batch while this one runs
+    for x in tqdm(_batches(paths, view, views, threads), desc=f"features ({views})", unit="batch", leave=False,
+                  disable=None, total=-(-len(paths) // EXTRACT_BATCH)):
+        features = backbone(x)
+        out.append(features.reshape(-1, v, features.shape[-1]))
     return np.concatenate(out)
 
 
-def cached_features(block, paths: Sequence[Path], path: Path, view: View, views: str, ctx) -> np.ndarray:
-    """(N, V, C) features of `paths` at `view`: read from the cache file, the missing ones computed and
-    added."""
+def _missing(path: Path, keys: Sequence[str], paths: Sequence[Path]) -> tuple[dict, list[tuple[str, Path]]]:
+    """(the cache file's features, the (key, path) pairs it lacks, in key order)."""
     cache = load_cache(path)
+    return cache, sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
+
+
+def cached_features(backbone: BackbonePass, paths: Sequence[Path], path_of: Callable[[str], Path], view: View,
+                    views: str) -> np.ndarray:
+    """(N, V, C) features of `paths` at `view`: read from the cache file of the engine the features
+    come from (`path_of(engine)`), the missing ones computed and added. OpenVINO is checked against
+    MXNet on the first batch there is to compute (`BackbonePass.check`), and its cache is left
+    for MXNet's where it fails."""
     keys = [image_key(p) for p in paths]
-    todo = sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
+    path = path_of(backbone.engine)
+    cache, todo = _missing(path, keys, paths)
+    if todo and backbone.pending:
+        backbone.check(next(_batches([p for _, p in todo[:EXTRACT_BATCH]], view, views)))
+        if path != path_of(backbone.engine):
+            path = path_of(backbone.engine)
+            cache, todo = _missing(path, keys, paths)
     if todo:
-        fresh = _extract(block, [p for _, p in todo], view, views, ctx)
+        fresh = _extract(backbone, [p for _, p in todo], view, views)
         cache.update({k: f for (k, _), f in zip(todo, fresh)})
         save_cache(path, cache)
     log.info("features of %d images (%d from the cache %s, %d computed)", len(paths),
@@ -199,19 +174,21 @@ class HeadStage:
         self.head = getattr(net, head_attr(net))
         for c in self.ctx:  # finish deferred initialisation (random weights): the trainer reads every parameter
             net(mx.nd.zeros((1, 3, config.data_shape, config.data_shape), ctx=c))
-        block = feature_block(net)
+        backbone = BackbonePass(net, config.feature_engine, config.dtype, ctx, config.data_shape)
         weights = weights_id(config.pretrained, config.seed)
         view = config.view
 
         def features(paths: Sequence[Path], views: str) -> np.ndarray:
-            path = cache_file(config.prepared, config.model, view, weights, views, config.dtype)
-            return cached_features(block, paths, path, view, views, ctx[0])
+            path_of = functools.partial(cache_file, config.prepared, config.model, view, weights, views, config.dtype)
+            return cached_features(backbone, paths, path_of, view, views)
 
-        train = features(train_paths, config.cache_views)
+        train, engine = features(train_paths, config.cache_views), backbone.engine
+        val = features(val_paths, "none")
+        if backbone.engine != engine:  # OpenVINO failed its check only at the val images: one engine for both
+            train = features(train_paths, config.cache_views)
         # every view is a training sample of its image's class
         self.x = train.reshape(-1, train.shape[-1])
         self.y = np.repeat(np.asarray(train_labels, dtype=np.int64), train.shape[1])
-        val = features(val_paths, "none")
         self.val_x, self.val_y = val[:, 0], np.asarray(val_labels, dtype=np.int64)
         self.step = config.batch_size * len(self.ctx)
         self.val_strings, self.class_weights = list(val_strings), class_weights
