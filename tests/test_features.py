@@ -266,12 +266,38 @@ def test_auto_without_openvino_says_so_and_runs_mxnet(monkeypatch, caplog, tmp_p
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert backbone.engine == "mxnet" and not backbone.pending
     assert len(warnings) == 1 and NO_OPENVINO in warnings[0].getMessage() and "MXNet" in warnings[0].getMessage()
-    make_demo_data(tmp_path / "data", tasks=[TARGET], train_per_class=1, test_per_class=1, warmup_per_class=0,
-                   min_size=40, max_size=48, seed=1)
-    paths = sorted((tmp_path / "data").rglob("*.jpg"))[:3]
-    files = {e: tmp_path / f"{e}.npz" for e in ("mxnet", "openvino")}
+    paths, files = _images(tmp_path)
     features = cached_features(backbone, paths, files.__getitem__, View(32, 1.0), "none")
     assert features.shape == (3, 1, 256) and len(load_cache(files["mxnet"])) == 3 and not files["openvino"].exists()
+
+
+def _images(tmp_path):
+    """Three small JPEGs, and a cache file per engine (none written yet)."""
+    make_demo_data(tmp_path / "data", tasks=[TARGET], train_per_class=1, test_per_class=1, warmup_per_class=0,
+                   min_size=40, max_size=48, seed=1)
+    return sorted((tmp_path / "data").rglob("*.jpg"))[:3], {e: tmp_path / f"{e}.npz" for e in ("mxnet", "openvino")}
+
+
+def test_auto_reads_a_complete_mxnet_cache_without_exporting(monkeypatch, caplog, tmp_path):
+    """Where an earlier run left every image's MXNet features, auto neither exports nor checks."""
+    monkeypatch.setattr(backbone_pass, "openvino_core", lambda: (object(), ""))
+
+    def never(block, size, precision="fp32"):
+        raise AssertionError("exported although MXNet's features were all cached")
+
+    monkeypatch.setattr(backbone_pass, "openvino_block", never)
+    net, _ = _small_net()
+    paths, files = _images(tmp_path)
+    view = View(32, 1.0)
+    mxnet = cached_features(BackbonePass(net, "mxnet", "float32", [mx.cpu()], 32), paths, files.__getitem__, view,
+                            "none")
+    auto = BackbonePass(net, "auto", "float32", [mx.cpu()], 32)
+    assert auto.engine == "openvino" and auto.pending
+    with caplog.at_level(logging.INFO, logger="fashionai"):
+        features = cached_features(auto, paths, files.__getitem__, view, "none")
+    assert auto.engine == "mxnet" and "MXNet features are cached in" in caplog.text and ", 0 computed)" in caplog.text
+    np.testing.assert_array_equal(features, mxnet)
+    assert not files["openvino"].exists()
 
 
 @pytest.mark.parametrize("dtype, reason", [("float32", NO_OPENVINO), ("bfloat16", "FP32 features")])

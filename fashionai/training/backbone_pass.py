@@ -19,12 +19,15 @@ VNNI, no AMX; OpenVINO 2026.4.1, MXNet 1.9.1, OMP_NUM_THREADS=2), resnet50_v2 at
 weights, batches of 32, 96 images per pass, the medians of interleaved pairs of OpenVINO FP32 over
 MXNet FP32 were 0.96x (6 pairs, 11-14 img/s each), 1.00x (5 rounds; 13.3 img/s MXNet) and 1.03x
 (5 pairs; 25.6-27.2 img/s both in the 2 pairs the machine was quiet), all while another job used
-about one core (OpenVINO with its threads unpinned: 1.13x and 1.18x). Exporting and compiling
-the graph costs 10-12 s on top, as long as MXNet's pass over 130-300 images. OpenVINO FP32 is no
-faster than MXNet's oneDNN on a CPU without AMX (bench/RESULTS.md, machine C, found the same for
-prediction), and may be on others: `auto` therefore runs the agreement check (each engine's first
-pass of the batch, their warm-up), times one more pass of that batch on each, and keeps OpenVINO
-only when it is `SPEED_MARGIN` times faster. That costs the export and three batch passes.
+about one core (OpenVINO with its threads unpinned: 1.13x and 1.18x; both engines on one thread,
+64 images, 4 rounds: 1.21x, 12.8 img/s MXNet). Exporting and compiling the graph costs 10-15 s on
+top, as long as MXNet's pass over 130-300 images. At the default threads OpenVINO FP32 is no
+faster than MXNet's oneDNN on this CPU (bench/RESULTS.md, machine C, found the same for
+prediction); it may be elsewhere, and by up to ~1.2x here on fewer threads: `auto` therefore runs
+the agreement check (each engine's first pass of the batch, their warm-up), times one more pass of
+that batch on each, and keeps OpenVINO only when it is `SPEED_MARGIN` times faster. That costs the export and three batch passes, paid
+only where there is something to compute: where MXNet's cache file already holds every image, auto
+reads it without exporting (fashionai.training.features).
 """
 
 from __future__ import annotations
@@ -151,6 +154,11 @@ class BackbonePass:
             raise EngineError(f"--feature-engine openvino: {why}")
         log.warning("--feature-engine auto: %s; the features are computed with MXNet", why)
         self.engine = "mxnet"
+
+    def keep_mxnet(self, why: str) -> None:
+        """auto: MXNet without the check (e.g. its features are all cached already), said once."""
+        log.info("--feature-engine auto: MXNet (%s)", why)
+        self.engine, self.pending = "mxnet", False
 
     def __call__(self, x: mx.nd.NDArray) -> np.ndarray:
         assert not self.pending, "check() the OpenVINO pass before it computes features"

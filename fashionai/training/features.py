@@ -116,17 +116,27 @@ def _missing(path: Path, keys: Sequence[str], paths: Sequence[Path]) -> tuple[di
     return cache, sorted({k: p for k, p in zip(keys, paths) if k not in cache}.items())
 
 
+def _settle(backbone: BackbonePass, todo: Sequence[tuple[str, Path]], keys: Sequence[str], paths: Sequence[Path],
+            path_of: Callable[[str], Path], view: View, views: str) -> None:
+    """Decide a pending OpenVINO pass before it computes anything: auto keeps MXNet where MXNet's
+    file holds every image already (no export, no check); else OpenVINO is checked on the first
+    batch to compute."""
+    if backbone.wanted == "auto" and not _missing(path_of("mxnet"), keys, paths)[1]:
+        backbone.keep_mxnet(f"every image's MXNet features are cached in {path_of('mxnet')}")
+    else:
+        backbone.check(next(_batches([p for _, p in todo[:EXTRACT_BATCH]], view, views)))
+
+
 def cached_features(backbone: BackbonePass, paths: Sequence[Path], path_of: Callable[[str], Path], view: View,
                     views: str) -> np.ndarray:
     """(N, V, C) features of `paths` at `view`: read from the cache file of the engine the features
-    come from (`path_of(engine)`), the missing ones computed and added. OpenVINO is checked against
-    MXNet on the first batch there is to compute (`BackbonePass.check`), and its cache is left
-    for MXNet's where it fails."""
+    come from (`path_of(engine)`), the missing ones computed and added. A pending OpenVINO pass is
+    decided first (`_settle`), and where it falls back, MXNet's file is the one read and filled."""
     keys = [image_key(p) for p in paths]
     path = path_of(backbone.engine)
     cache, todo = _missing(path, keys, paths)
     if todo and backbone.pending:
-        backbone.check(next(_batches([p for _, p in todo[:EXTRACT_BATCH]], view, views)))
+        _settle(backbone, todo, keys, paths, path_of, view, views)
         if path != path_of(backbone.engine):
             path = path_of(backbone.engine)
             cache, todo = _missing(path, keys, paths)
