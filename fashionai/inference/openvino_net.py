@@ -4,7 +4,8 @@ guard and the benchmarks run it unchanged.
 
 Why: MXNet 1.9.1 bundles oneDNN 2.4.4, which leaves most of a recent Xeon unused (BF16 on AMX,
 INT8 on VNNI / AMX); OpenVINO's CPU plugin runs the same graph with current kernels. Training stays
-MXNet; only the forward pass of prediction moves.
+MXNet; the forward pass of prediction moves (and, with `train --feature-engine`, the feature
+cache's backbone pass: fashionai.training.backbone_pass).
 
 | precision | what OpenVINO runs                                                  | where                  |
 |-----------|---------------------------------------------------------------------|------------------------|
