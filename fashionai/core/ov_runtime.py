@@ -118,17 +118,18 @@ def block_onnx(block: mx.gluon.HybridBlock, size: int, folder: Path) -> Path:
     return path
 
 
-def openvino_block(block: mx.gluon.HybridBlock, size: int, precision: str = "fp32") -> OpenVinoNet:
+def openvino_block(block: mx.gluon.HybridBlock, size: int, precision: str = "fp32",
+                   pinning: bool | None = None) -> OpenVinoNet:
     """A Gluon block (e.g. the backbone up to the head, fashionai.training.backbone_pass) on OpenVINO
-    at `precision`: exported to ONNX in a temporary folder, read and compiled; any failure on the
-    way is an EngineError of one line."""
+    at `precision` (`pinning`: compile_model's): exported to ONNX in a temporary folder, read and
+    compiled; any failure on the way is an EngineError of one line."""
     core, why = openvino_core()
     if core is None:
         raise EngineError(why)
     try:
         with tempfile.TemporaryDirectory(prefix="fashionai-ov-") as tmp:
             model = core.read_model(str(block_onnx(block, size, Path(tmp))))
-            return OpenVinoNet(compile_model(model, precision), precision)
+            return OpenVinoNet(compile_model(model, precision, pinning=pinning), precision)
     # AttributeError: the exporter's word for an op it has no converter for
     except (RuntimeError, OSError, ImportError, ValueError, AttributeError) as err:
         raise EngineError(f"OpenVINO could not prepare {type(block).__name__} in {precision}: {one_line(err)}") \

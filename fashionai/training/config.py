@@ -90,8 +90,9 @@ class TrainConfig:
     freeze_backbone: bool = False
     cache_features: bool = False
     cache_views: str = "none"
-    # MXNet: the reference, what runs made before the choice used (so they need no RUN_LEGACY entry),
-    # and OpenVINO FP32 was no faster on the 2-core AVX-512 CPU measured (training.backbone_pass)
+    # MXNet: the reference, what runs made before the choice used (so they need no RUN_LEGACY entry);
+    # OpenVINO FP32's 1.2x (idle, 2-core AVX-512 CPU) pays its 10-15 s export only on large caches
+    # and vanishes on a busy machine (training.backbone_pass)
     feature_engine: str = "mxnet"
     fine_tune_epochs: int = 0
     fine_tune_lr_mult: float = 0.1
