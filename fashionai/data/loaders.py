@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fashionai.core.cpu import usable_cores
-from fashionai.data.transforms import as_array, resize_short
+from fashionai.data.transforms import as_array, eval_transform, resize_short
 
 # what gluon's ImageFolderDataset reads (it skips other files with only a warning): what prepared
 # folders hold, what training, int8 calibration and `predict --images DIR` read
@@ -143,8 +143,6 @@ class ValView:
     """The val view of an image (transforms.eval_transform: it draws nothing) as float32 numpy."""
 
     def __init__(self, view):
-        from fashionai.data.transforms import eval_transform
-
         self.size, self.transform = view.size, eval_transform(view)
 
     def __call__(self, image) -> np.ndarray:
