@@ -9,6 +9,11 @@ from fashionai.core.runtime import PROCESSES_PER_HOST, configure_runtime
 # pairs, 229 vs 107 s and 232 vs 110 s, on a loaded 2-core machine). Tests that set their own count
 # (or a user's OMP_NUM_THREADS) are not affected.
 os.environ.setdefault(PROCESSES_PER_HOST, os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+# MXNet's threaded engine gives timing-dependent results: the same seeded run scored val mAP 0.80
+# alone and 0.67 beside two busy processes (the cached-features source run, data seed 5); its naive
+# engine gave 0.66 both times. Learning tests must pass on a loaded machine, so the suite (and the
+# subprocesses it starts) runs the naive engine; docs/stages.md says the same for reproducible runs.
+os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
 configure_runtime()
 
 

@@ -22,7 +22,11 @@ def test_demo_end_to_end_writes_a_valid_scored_submission_and_reruns(tmp_path):
     assert [s.rows for s in result.report.tasks] == [sum(counts[t]["test"]) for t in TASKS]
     assert json.loads((work / "data" / "demo.json").read_text())["params"]["style"] == "shop"
     assert 0.0 <= result.report.map <= 1.0
-    assert set(result.runs) == set(TASKS) and all((r / "best.params").is_file() for r in result.runs.values())
+    assert set(result.runs) == set(TASKS) and all(len(runs) == 2 for runs in result.runs.values())
+    assert all((r / "best.params").is_file() for runs in result.runs.values() for r in runs)
+    # two nets per task on seeds 0 and 1, both in the submission
+    assert [r.name for r in result.runs["skirt_length_labels"]] == ["demo", "demo-2"]
+    assert [json.loads((r / "config.json").read_text())["seed"] for r in result.runs["skirt_length_labels"]] == [0, 1]
     text = format_demo(result)
     assert "mAP (official)" in text and "skirt_length_labels" in text
     (work / "runs" / "stale.txt").write_text("from an earlier demo")

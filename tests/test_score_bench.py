@@ -48,3 +48,15 @@ def test_paired_rows_per_task_and_overall_by_seed(bench_score):
     assert bench_score.target_met({**rows[2], "difference": "+0.120 +- 0.050"})
     assert not bench_score.target_met({**rows[2], "difference": "+0.120 +- 0.070"})  # within 2 errors
     assert not bench_score.target_met({**rows[2], "difference": "+0.120 +- 0.010", "time ratio": "1.60"})
+
+
+def test_recipes_epochs_are_multiples_of_the_tutorials(bench_score):
+    """The tutorial keeps its 25 epochs whatever the demo preset trains; a scaled recipe is that
+    multiple (of --epochs in a smoke run), the others take the preset's own."""
+    recipes = bench_score.RECIPES
+    assert bench_score.recipe_changes(recipes["tutorial"], {})["epochs"] == 25
+    assert bench_score.recipe_changes(recipes["defaults-x2"], {})["epochs"] == 50
+    assert "epochs" not in bench_score.recipe_changes(recipes["defaults"], {})
+    assert bench_score.recipe_changes(recipes["shared-x1.4"], {"epochs": 5})["epochs"] == 7
+    assert bench_score.recipe_changes(recipes["defaults"], {"epochs": 5})["epochs"] == 5
+    assert bench_score.recipe_changes(recipes["tutorial"], {})["crop_ratio"] == 0.875

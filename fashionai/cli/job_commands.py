@@ -7,7 +7,7 @@ import logging
 
 from fashionai.cli.common import Handler, subparser
 from fashionai.launcher import GRACE_S, HEARTBEAT_S, LAUNCHERS, JobFailed, launch
-from fashionai.pipeline.demo import format_demo, run_demo
+from fashionai.pipeline.demo import MEMBERS, format_demo, run_demo
 from fashionai.pipeline.tta_choice import DEFAULT_TTA, TTA_CHOICES
 
 
@@ -65,6 +65,9 @@ def add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--pretrained", help="override the preset's 'none': cache or a params file")
     p.add_argument("--data-shape", type=int, help="override the preset's input size")
     p.add_argument("--devices", help="override the preset's devices (first: one GPU, else the CPU)")
+    p.add_argument("--members", type=int, default=MEMBERS,
+                   help="nets per task group, on seeds seed, seed+1, ..., whose predictions the submission "
+                        "averages (1: one net)")
     return _cmd_demo
 
 
@@ -72,6 +75,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("epochs", "model", "pretrained", "data_shape", "devices")
                  if getattr(args, k) is not None}
     result = run_demo(args.workdir, tasks=args.tasks, seed=args.seed, train_per_class=args.train_per_class,
-                      test_per_class=args.test_per_class, tta=args.tta, train_overrides=overrides)
+                      test_per_class=args.test_per_class, tta=args.tta, train_overrides=overrides,
+                      members=args.members)
     print(format_demo(result))
     return 0

@@ -5,7 +5,8 @@ together and prints the official mAP of a validated leaderboard submission again
 set's ground truth. Nothing here is demo-only logic: each step calls the stage's public function
 with the demo's settings, so the demo breaks when the pipeline does.
 
-Work folder layout: `data/` (FashionAI layout), `prepared/`, `runs/<task>/demo/`, `submissions/`.
+Work folder layout: `data/` (FashionAI layout), `prepared/`, `runs/<task>/demo[-N]/` (one per ensemble
+member), `submissions/`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class DemoResult:
     """What the demo produced: run directories, per-task val scores, the submission and its score."""
 
     workdir: Path
-    runs: dict[str, Path] = field(default_factory=dict)
-    val: dict[str, dict[str, float]] = field(default_factory=dict)  # the metrics row of the submitted weights
+    runs: dict[str, list[Path]] = field(default_factory=dict)  # per task, one run per ensemble member
+    val: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # per member, the submitted weights' row
     submission: Path | None = None
     report: Report | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -74,6 +75,15 @@ def clear_workdir(workdir: Path) -> None:
 # others; it beat one net per task at the same training time (docs/score.md, "One network for
 # several tasks"; bench/bench_score.py recipe `shared`).
 SHARED = True
+# Two nets per task group, trained on two seeds, their predictions averaged: on the shop data that
+# beat one net trained twice as long at the same time (docs/score.md; bench/bench_score.py recipe
+# `ensemble`). Member k trains with seed + k, into runs/<task>/demo (k = 0) and demo-<k + 1>.
+MEMBERS = 2
+
+
+def member_name(k: int) -> str:
+    """The run name of ensemble member k: `demo`, `demo-2`, ..."""
+    return "demo" if k == 0 else f"demo-{k + 1}"
 
 
 def training_groups(names: Sequence[str], shared: bool) -> list[list[str]]:
@@ -100,12 +110,15 @@ def run_demo(
     workdir: str | Path = "demo", *, tasks: str | Sequence[str] = "all", seed: int = 0,
     train_per_class: int = 80, test_per_class: int = 8, val_fraction: float = 0.2,
     tta: str = DEFAULT_TTA, train_overrides: dict[str, Any] | None = None, style: str = DEFAULT_STYLE,
-    shared: bool = SHARED,
+    shared: bool = SHARED, members: int = MEMBERS,
 ) -> DemoResult:
     """Run every stage on fresh demo data (`style`: fashionai.demodata.generate.STYLES) in `workdir`;
-    `shared`: one net per task group (`training_groups`) instead of one per task; `train_overrides`
+    `shared`: one net per task group (`training_groups`) instead of one per task; `members` nets of
+    each (seeds seed, seed + 1, ...) whose predictions the submission averages; `train_overrides`
     change the demo preset (e.g. {"model": "ResNet50_v2", "pretrained": "cache", "data_shape": 224}
     with cached weights)."""
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
     workdir = Path(workdir)
     names = expand_tasks(tasks) if isinstance(tasks, str) else list(tasks)
     result = DemoResult(workdir)
@@ -115,18 +128,20 @@ def run_demo(
                    seed=seed, tasks=names, style=style)
     prepare(workdir / "data", workdir / "prepared", seed=seed, val_fraction=val_fraction, tasks=names)
     result.seconds["data"] = time.time() - clock
-    for i, group in enumerate(training_groups(names, shared), 1):
-        log.info("demo: training %s (%d of %d)", ",".join(group), i, len(training_groups(names, shared)))
+    nets = [(k, group) for k in range(members) for group in training_groups(names, shared)]
+    for i, (k, group) in enumerate(nets, 1):
+        log.info("demo: training %s, net %d of %d", ",".join(group), i, len(nets))
         clock = time.time()
-        runs = train_group(group, workdir, seed, train_overrides or {})
+        runs = train_group(group, workdir, seed + k, {**(train_overrides or {}), "name": member_name(k)})
         for task, run in runs.items():
-            result.runs[task] = run
-            result.val[task] = submitted_row(read_metrics(run), DEFAULT_WHICH)
-            result.seconds[task] = (time.time() - clock) / len(group)  # a shared net's time, split evenly
+            result.runs.setdefault(task, []).append(run)
+            result.val.setdefault(task, []).append(submitted_row(read_metrics(run), DEFAULT_WHICH))
+            # a shared net's time, split evenly
+            result.seconds[task] = result.seconds.get(task, 0.0) + (time.time() - clock) / len(group)
     clock = time.time()
     questions = workdir / "data" / "rank" / "Tests" / "question.csv"
-    make_submission(questions, workdir / "submissions", runs=list(result.runs.values()), tta=tta,
-                    precision="auto", engine="auto")  # what `submit` does by default
+    make_submission(questions, workdir / "submissions", runs=[r for runs in result.runs.values() for r in runs],
+                    tta=tta, precision="auto", engine="auto")  # what `submit` does by default
     result.submission = workdir / "submissions" / "submission.csv"
     result.report = score_submission(result.submission, workdir / "data" / "rank" / "Tests" / "answers.csv")
     result.seconds["submit"] = time.time() - clock
@@ -141,17 +156,19 @@ def submitted_row(rows: list[dict], which: str) -> dict:
 def format_demo(result: DemoResult) -> str:
     """Per-task training summary (val split, the weights the submission uses: DEFAULT_WHICH) followed
     by the submission's leaderboard table."""
-    lines = [f"val split, {DEFAULT_WHICH} epoch's weights (what the submission uses):",
-             f"{'task':<24} {'classes':>7} {'val acc':>8} {'chance':>7} {'val AP':>7} {'epoch':>5} {'train s':>8}"]
-    for task, row in sorted(result.val.items(), key=lambda item: TASK_NAMES.index(item[0])):
-        k = num_classes(task)
-        lines.append(f"{task:<24} {k:>7} {row['val_acc']:>8.3f} {1 / k:>7.3f} {row['val_map']:>7.3f} "
-                     f"{int(row['epoch']):>5} {result.seconds[task]:>8.1f}")
+    lines = [f"val split, {DEFAULT_WHICH} epoch's weights (what the submission uses; with several nets per task, "
+             "their mean):",
+             f"{'task':<24} {'classes':>7} {'val acc':>8} {'chance':>7} {'val AP':>7} {'epoch':>5} {'nets':>4} "
+             f"{'train s':>8}"]
+    for task, rows in sorted(result.val.items(), key=lambda item: TASK_NAMES.index(item[0])):
+        k, acc, ap = num_classes(task), *(sum(r[m] for r in rows) / len(rows) for m in ("val_acc", "val_map"))
+        lines.append(f"{task:<24} {k:>7} {acc:>8.3f} {1 / k:>7.3f} {ap:>7.3f} {int(rows[0]['epoch']):>5} "
+                     f"{len(rows):>4} {result.seconds[task]:>8.1f}")
     total = sum(result.seconds.values())
     lines += ["", "test set (rank/Tests/question.csv) scored against rank/Tests/answers.csv:",
               format_submission_report(result.report), "",
               f"submission: {result.submission} (validated before writing)",
-              f"runs: {result.workdir / 'runs'}/<task>/demo (curves.png, metrics.csv, train.log)",
+              f"runs: {result.workdir / 'runs'}/<task>/demo[-N] (curves.png, metrics.csv, train.log)",
               f"total {total:.0f} s (data + prepare {result.seconds['data']:.0f} s, "
               f"submit + score {result.seconds['submit']:.0f} s)"]
     return "\n".join(lines)
