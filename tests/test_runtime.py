@@ -213,3 +213,20 @@ def test_busy_cores_reads_the_affinity_masks_cpus_in_proc_stat(tmp_path, monkeyp
     busy = cpu.busy_cores(stat, sample_s=0, sleep=lambda s: stat.write_text(after))
     assert busy == pytest.approx(2 * 150 / 200)  # cpu0 fully busy, cpu1 half: 1.5 cores
     assert cpu.busy_cores(tmp_path / "missing", sample_s=0) == 0.0
+
+
+def test_the_demo_presets_small_net_trains_on_one_thread_whatever_the_cores(monkeypatch):
+    from fashionai.cli import build_parser, thread_cap
+    from fashionai.core import runtime
+
+    parse = build_parser().parse_args
+    assert thread_cap(parse(["demo"])) == 1
+    assert thread_cap(parse(["train", "--preset", "demo", "--task", "skirt_length_labels"])) == 1
+    assert thread_cap(parse(["demo", "--model", "ResNet50_v2"])) is None  # a real net uses every core
+    assert thread_cap(parse(["train", "--preset", "demo", "--task", "skirt_length_labels", "--data-shape", "224"])) is None
+    assert thread_cap(parse(["train", "--task", "skirt_length_labels"])) is None
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 4)
+    env = {}
+    chosen = runtime.configure_threads(env, most=1)
+    assert chosen.value == "1" == env["OMP_NUM_THREADS"] and "at most 1" in chosen.reason
+    assert runtime.configure_threads({"OMP_NUM_THREADS": "3"}, most=1).value == "3"  # the user's count wins

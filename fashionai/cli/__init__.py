@@ -68,10 +68,25 @@ def threads_by_load(args: argparse.Namespace) -> bool:
     return True
 
 
+SMALL_NET_THREADS = 1
+
+
+def thread_cap(args: argparse.Namespace) -> int | None:
+    """SMALL_NET_THREADS for the demo preset's own net (`demo`, `train --preset demo`, without
+    --model or --data-shape), else None. Its kernels (mobilenet0.25 at 64 px) are too small to share:
+    a demo training ran at 960-997 img/s on one OpenMP thread and 582-589 on two (2 cores,
+    interleaved), and beside two busy processes one thread kept 0.55x its idle speed where two kept
+    0.14x (bench_contention.py, median of 5 pairs). A fixed count also keeps runs repeatable."""
+    demo = args.command == "demo" or (args.command == "train" and getattr(args, "preset", None) == "demo")
+    if demo and getattr(args, "model", None) is None and getattr(args, "data_shape", None) is None:
+        return SMALL_NET_THREADS
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)  # imports no MXNet: the runtime settings still apply
-    settings = configure_runtime(by_load=threads_by_load(args))
+    settings = configure_runtime(by_load=threads_by_load(args), most_threads=thread_cap(args))
     setup_logging(args.verbose or args.debug)
     log_runtime(settings)
     args.runtime_settings = settings

@@ -62,12 +62,14 @@ class Setting:
     reason: str
 
 
-def configure_threads(env: MutableMapping[str, str] | None = None, by_load: bool = False) -> Setting:
+def configure_threads(env: MutableMapping[str, str] | None = None, by_load: bool = False,
+                      most: int | None = None) -> Setting:
     """OMP_NUM_THREADS = the usable core count (shared out among the processes of a job on this
     host: FASHIONAI_PROCESSES_PER_HOST, set by `fashionai launch`), unless the user set it. A count
     this function chose in a parent process (marked in THREADS_CHOSEN) is chosen again here: the
     parent's share is not this process's. `by_load`: fewer where other work keeps cores busy right
-    now; not for a run that must repeat exactly, since a kernel's sums depend on its thread count."""
+    now; not for a run that must repeat exactly, since a kernel's sums depend on its thread count.
+    `most`: a cap the command knows suits its work (fashionai.cli.thread_cap), whatever the load."""
     env = os.environ if env is None else env
     if THREADS in env and env.get(THREADS_CHOSEN) != env[THREADS]:
         return Setting(THREADS, env[THREADS], "set by you")
@@ -81,6 +83,8 @@ def configure_threads(env: MutableMapping[str, str] | None = None, by_load: bool
     free = max(1, int(usable - busy + 0.5))
     if free < cores:
         cores, why = free, f"{why}, fewer while other work keeps {busy:.1f} of them busy"
+    if most is not None and most < cores:
+        cores, why = most, f"at most {most} for this command's small net (faster, and fair to other work)"
     env[THREADS] = env[THREADS_CHOSEN] = str(cores)
     return Setting(THREADS, env[THREADS], why)
 
@@ -154,12 +158,13 @@ def amx_on(env: MutableMapping[str, str] | None = None) -> bool:
     return env.get(ISA, "").upper().startswith(AMX_ISA)
 
 
-def configure_runtime(env: MutableMapping[str, str] | None = None, by_load: bool = False) -> list[Setting]:
-    """Every setting, in the order they are made; call before the first `import mxnet`. `by_load`:
-    see configure_threads."""
+def configure_runtime(env: MutableMapping[str, str] | None = None, by_load: bool = False,
+                      most_threads: int | None = None) -> list[Setting]:
+    """Every setting, in the order they are made; call before the first `import mxnet`. `by_load`,
+    `most_threads` (its `most`): see configure_threads."""
     if mxnet_already_imported():
         log.warning("MXNet was imported before the runtime settings: threads, spin policy and AMX may not apply")
-    return [configure_threads(env, by_load), configure_spin(env), configure_amx(env)]
+    return [configure_threads(env, by_load, most_threads), configure_spin(env), configure_amx(env)]
 
 
 def log_runtime(settings: list[Setting]) -> None:
