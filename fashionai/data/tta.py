@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from fashionai.core.view import View
+from fashionai.data.transforms import as_array
 
 if TYPE_CHECKING:
     import mxnet as mx
@@ -85,7 +86,7 @@ def cut_views(image: mx.nd.NDArray | np.ndarray, mode: str, crop: int) -> mx.nd.
     """(H, W, C) -> (V, crop, crop, C): the views of `mode` (`view_boxes`), in the documented order."""
     import mxnet as mx
 
-    views = _cut(image.asnumpy() if hasattr(image, "asnumpy") else np.asarray(image), mode, crop)
+    views = _cut(as_array(image), mode, crop)
     return mx.nd.array(views, dtype=views.dtype)
 
 
