@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -55,19 +56,23 @@ TUTORIAL_PREDICT = dict(which="last", tta="ten-crop", precision="fp32")
 NOTHING: Mapping = MappingProxyType({})
 
 
+LAYOUTS = ("task", "groups", "all")  # one net per task; per task group (as `fashionai demo`); one for all
+
+
 class Recipe(NamedTuple):
     """A training and prediction recipe: changes to the demo preset (`design`: more for the design
-    tasks only), the submit settings (None: `fashionai submit`'s defaults), and whether one shared
-    net with a head per task trains on all the tasks' images (`--tasks`) instead of one net each.
+    tasks only), the submit settings (None: `fashionai submit`'s defaults), and the nets' layout per
+    ensemble member (LAYOUTS: `task` one net per task; `groups` one shared net, a head per task, per
+    task group of two or more tasks, as `fashionai demo` trains; `all` one shared net for every
+    task, `--tasks`). Member k trains on its own seed; the submission averages a task's members.
     (A NamedTuple: the tests load this script without registering it as a module, which a
     dataclass needs.)"""
 
     train: Mapping = NOTHING
     predict: Mapping | None = None
     design: Mapping = NOTHING
-    shared: bool = False
+    nets: tuple[str, ...] = ("task",)  # a layout per ensemble member
     epochs_scale: float | None = None  # x TUTORIAL_EPOCHS; None: the demo preset's own epochs
-    members: int = 1  # nets per task, trained on different seeds, their predictions averaged
 
 
 RECIPES = {
@@ -79,18 +84,25 @@ RECIPES = {
     "design-96": Recipe(design=dict(data_shape=96)),
     "design-128": Recipe(design=dict(data_shape=128)),
     # one backbone, a head per task, every task's images (fashionai train --tasks)
-    "shared": Recipe(shared=True),
-    "shared+moving-crop": Recipe(dict(augment="imagenet"), shared=True),
+    "shared": Recipe(nets=("all",)),
+    "shared+moving-crop": Recipe(dict(augment="imagenet"), nets=("all",)),
     # the val-scale crop from an image up to 15% larger: it moves on square images
     "shift": Recipe(dict(augment="shift")),
-    "shared+shift": Recipe(dict(augment="shift"), shared=True),
-    "shared+smoothing": Recipe(dict(label_smoothing=0.1), shared=True),
+    "shared+shift": Recipe(dict(augment="shift"), nets=("all",)),
+    "shared+smoothing": Recipe(dict(label_smoothing=0.1), nets=("all",)),
     # epochs as a multiple of the tutorial's: a shared net 1.4x, one net per task 1x and 2x
-    "shared-x1.4": Recipe(shared=True, epochs_scale=1.4),
+    "shared-x1.4": Recipe(nets=("all",), epochs_scale=1.4),
     "defaults-x1": Recipe(epochs_scale=1.0),
     "defaults-x2": Recipe(epochs_scale=2.0),
     # the average of two nets per task, trained on two seeds (what `fashionai demo` submits)
-    "ensemble": Recipe(members=2),
+    "ensemble": Recipe(nets=("task", "task")),
+    "ensemble+smoothing": Recipe(dict(label_smoothing=0.1), nets=("task", "task")),
+    "ensemble+moving-crop": Recipe(dict(augment="imagenet"), nets=("task", "task")),
+    "ensemble+mixup": Recipe(dict(mixup=0.2), nets=("task", "task")),
+    # what `fashionai demo` trains: a net per task group, on two seeds; and a group net averaged
+    # with one net per task
+    "demo": Recipe(nets=("groups", "groups")),
+    "groups+task": Recipe(nets=("groups", "task")),
 }
 MEMBER_SEED_STEP = 1000  # an ensemble member's seed: the pair's seed + k x this (never another pair's)
 
@@ -99,9 +111,9 @@ def describe(recipe: Recipe) -> str:
     """A recipe in words: what it changes from the demo preset and submit's defaults."""
     parts = [f"train {dict(recipe.train)}" if recipe.train else "",
              f"design tasks {dict(recipe.design)}" if recipe.design else "",
-             "one shared net (--tasks)" if recipe.shared else "",
+             f"nets per {' + '.join(recipe.nets)}" if recipe.nets != ("task",) else "",
              f"{recipe.epochs_scale:g}x the tutorial's epochs" if recipe.epochs_scale is not None else "",
-             f"the average of {recipe.members} nets (seeds)" if recipe.members > 1 else "",
+             f"the average of {len(recipe.nets)} nets per task (seeds)" if len(recipe.nets) > 1 else "",
              f"predict {dict(recipe.predict)}" if recipe.predict is not None else ""]
     return "; ".join(p for p in parts if p) or "the defaults"
 
@@ -189,29 +201,40 @@ def recipe_runs(recipe: Recipe, prepared: Path, work: Path, tasks: list[str], na
     """(runs, training seconds) of one recipe on one seed: a run per task and ensemble member (the
     submission averages a task's members); member k trains with seed + k x MEMBER_SEED_STEP."""
     runs, seconds = [], 0.0
-    for k in range(recipe.members):
-        member_runs, took = member_runs_of(recipe, prepared, work, tasks, name, seed + k * MEMBER_SEED_STEP, changes)
+    for k, layout in enumerate(recipe.nets):
+        member_runs, took = member_runs_of(recipe, layout, prepared, work, tasks, name,
+                                           seed + k * MEMBER_SEED_STEP, changes)
         runs += member_runs
         seconds += took
     return runs, seconds
 
 
-def member_runs_of(recipe: Recipe, prepared: Path, work: Path, tasks: list[str], name: str, seed: int,
-                   changes: dict) -> tuple[list[Path], float]:
-    """(run per task, training seconds) of one net per task, or of one shared net, on one seed."""
+def layout_groups(layout: str, tasks: Sequence[str]) -> list[list[str]]:
+    """The tasks of each net an ensemble member trains, as laid out by `layout` (LAYOUTS)."""
+    from fashionai.pipeline.demo import training_groups
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
+    return [list(tasks)] if layout == "all" else training_groups(tasks, shared=layout == "groups")
+
+
+def member_runs_of(recipe: Recipe, layout: str, prepared: Path, work: Path, tasks: list[str], name: str,
+                   seed: int, changes: dict) -> tuple[list[Path], float]:
+    """(run per task, training seconds) of one ensemble member on one seed: its nets laid out as
+    `layout` (LAYOUTS)."""
     from fashionai.core.tasks import expand_tasks
     from fashionai.training.config import TrainConfig
 
     common_kw = dict(recipe_changes(recipe, changes), name=name, seed=seed)
-    if recipe.shared:
-        config = TrainConfig.demo("", prepared, work / "runs", tasks=",".join(tasks), **common_kw)
-        return train(config)
     design = set(expand_tasks("design"))
     runs, seconds = [], 0.0
-    for task in tasks:
-        extra = recipe.design if task in design else {}
-        (run,), took = train(TrainConfig.demo(task, prepared, work / "runs", **{**common_kw, **extra}))
-        runs.append(run)
+    for group in layout_groups(layout, tasks):
+        if len(group) > 1:
+            group_runs, took = train(TrainConfig.demo("", prepared, work / "runs", tasks=",".join(group), **common_kw))
+        else:
+            extra = recipe.design if group[0] in design else {}
+            group_runs, took = train(TrainConfig.demo(group[0], prepared, work / "runs", **{**common_kw, **extra}))
+        runs += group_runs
         seconds += took
     return runs, seconds
 
@@ -315,9 +338,14 @@ def main() -> None:
     p.add_argument("--json", help="append the result to this JSON lines file")
     args = p.parse_args()
 
+    from fashionai.cli import SMALL_NET_THREADS
     from fashionai.core.runtime import configure_runtime
 
-    configure_runtime()
+    # as `fashionai demo` trains the preset's net (one thread), on MXNet's naive engine: the threaded
+    # engine's results depend on the machine's load (docs/score.md, "Reproducibility"), and a pair
+    # must differ by its recipe only
+    os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+    configure_runtime(most_threads=SMALL_NET_THREADS)
     info = common.machine_info()
     recipes = list(dict.fromkeys([args.baseline, *args.recipes]))
     rows, paired, raw = [], [], {}

@@ -60,3 +60,17 @@ def test_recipes_epochs_are_multiples_of_the_tutorials(bench_score):
     assert bench_score.recipe_changes(recipes["shared-x1.4"], {"epochs": 5})["epochs"] == 7
     assert bench_score.recipe_changes(recipes["defaults"], {"epochs": 5})["epochs"] == 5
     assert bench_score.recipe_changes(recipes["tutorial"], {})["crop_ratio"] == 0.875
+
+
+def test_layouts_split_the_tasks_as_the_demo_does(bench_score):
+    """`groups` is `fashionai demo`'s split (a net per task group of two or more tasks), `task` a
+    net each, `all` one net; every recipe names only known layouts."""
+    tasks = ["collar_design_labels", "skirt_length_labels", "neckline_design_labels", "coat_length_labels"]
+    assert bench_score.layout_groups("groups", tasks) == [["skirt_length_labels", "coat_length_labels"],
+                                                          ["collar_design_labels", "neckline_design_labels"]]
+    assert bench_score.layout_groups("groups", tasks[:2]) == [["skirt_length_labels"], ["collar_design_labels"]]
+    assert bench_score.layout_groups("task", tasks[:2]) == [["skirt_length_labels"], ["collar_design_labels"]]
+    assert bench_score.layout_groups("all", tasks[:2]) == [tasks[:2]]
+    assert all(layout in bench_score.LAYOUTS for recipe in bench_score.RECIPES.values() for layout in recipe.nets)
+    with pytest.raises(ValueError, match="unknown layout"):
+        bench_score.layout_groups("pairs", tasks)
