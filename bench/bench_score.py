@@ -103,6 +103,12 @@ RECIPES = {
     # with one net per task
     "demo": Recipe(nets=("groups", "groups")),
     "groups+task": Recipe(nets=("groups", "task")),
+    "demo+moving-crop": Recipe(dict(augment="imagenet"), nets=("groups", "groups")),
+    # within 1.5x the tutorial's time: one net per task group, or two of them on fewer epochs
+    "groups": Recipe(nets=("groups",)),
+    "groups+moving-crop": Recipe(dict(augment="imagenet"), nets=("groups",)),
+    "groups+moving-crop-x1.4": Recipe(dict(augment="imagenet"), nets=("groups",), epochs_scale=1.4),
+    "demo+moving-crop-x0.68": Recipe(dict(augment="imagenet"), nets=("groups", "groups"), epochs_scale=0.68),
 }
 MEMBER_SEED_STEP = 1000  # an ensemble member's seed: the pair's seed + k x this (never another pair's)
 

@@ -224,3 +224,28 @@ def test_images_are_kept_only_where_they_fit_in_memory(tmp_path, monkeypatch):
     assert loaders.keep_in_memory(source, None, 1) is source
     monkeypatch.setattr(loaders, "available_memory", lambda: 0)  # nothing known: decode every epoch
     assert loaders.keep_in_memory(source, loaders.ResizeShort(32), 1) is source
+
+
+def test_an_imagenet_crop_is_kept_at_the_size_its_smallest_crop_needs():
+    """`--augment imagenet` keeps each image shrunk to where its smallest crop (area 0.6, aspect 4:3)
+    still has 32 px a side: the crops then cut the same boxes from fewer pixels and look the same;
+    an image already smaller is kept as it is."""
+    import math
+    import random
+
+    crop = transforms.FittedResizedCrop(32, (0.6, 1.0))
+    assert crop.cache_short == math.ceil(32 / math.sqrt(0.6 * 3 / 4)) == 48
+    keep = loaders.ResizeShort(crop.cache_short)
+    rows, cols = np.mgrid[0:150, 0:200]
+    smooth = np.stack([rows, cols, (rows + cols) // 2], axis=-1).astype(np.uint8)  # no detail a shrink loses
+    small = _photo(1, (40, 60, 3))
+    assert keep(smooth).shape == (48, 64, 3) and keep(small) is small
+    random.seed(1)
+    assert min(min(crop.box(48, 48)[2:]) for _ in range(500)) >= 32  # never enlarged from the kept copy
+    for seed in range(5):
+        random.seed(seed)
+        kept = crop(keep(smooth))
+        random.seed(seed)
+        full = crop(smooth)
+        assert kept.shape == full.shape == (32, 32, 3)
+        assert np.abs(kept.astype(int) - full.astype(int)).mean() < 2  # the same box: within 2 levels of 255

@@ -102,13 +102,15 @@ def cache_fits(count: int, item_bytes: int, processes: int, available: int | Non
 
 
 class ResizeShort:
-    """An image's short side resized to `short` (transforms.resize_short), as uint8 numpy."""
+    """An image's short side shrunk to `short` (transforms.resize_short), as uint8 numpy; a smaller
+    image is kept as it is (a crop that needs it larger enlarges it itself, as from the file)."""
 
     def __init__(self, short: int):
         self.short = short
 
     def __call__(self, image) -> np.ndarray:
-        return resize_short(as_array(image), self.short)
+        image = as_array(image)
+        return image if min(image.shape[:2]) <= self.short else resize_short(image, self.short)
 
     def item_bytes(self) -> int:
         return self.short * (self.short * 3 // 2) * 3  # up to a 2:3 image (the competition's are near square)
