@@ -55,20 +55,3 @@ def test_paired_ratios_alternate_the_order_and_cancel_a_drift():
     assert ratios == pytest.approx([1.8, 2 / 0.9, 1.8, 2 / 0.9])  # order alternates: the drift averages out
     assert common.describe_ratios(ratios) == "median 2.01x over 4 pairs: 1.80, 2.22, 1.80, 2.22"
     assert common.describe_ratios([float("nan")]) == "not measured"
-
-
-def test_the_score_bench_pairs_seeds_and_tasks():
-    spec = importlib.util.spec_from_file_location("bench_score", BENCH / "bench_score.py")
-    bench_score = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_score)
-    seeds = [{"tutorial": {"ap": {"a": 0.5, "b": 0.7}}, "defaults": {"ap": {"a": 0.7, "b": 0.8}}},
-             {"tutorial": {"ap": {"a": 0.6, "b": 0.8}}, "defaults": {"ap": {"a": 0.7, "b": 0.9}}}]
-    # differences 0.2, 0.1, 0.1, 0.1: mean 0.125, sd 0.05, standard error 0.025; the means' gain
-    # 0.775 - 0.65 = 0.125 exceeds the tutorial's spread 0.1 (the defaults' is 0.05)
-    assert bench_score.paired_note("demo", ["a", "b"], seeds) == (
-        "demo: defaults - tutorial, paired by seed and task: +0.125 +- 0.025 (standard error, 4 pairs), defaults "
-        "ahead in 4 of 4; per seed +0.150, +0.100; gain of the means +0.125 against the larger spread 0.100: "
-        "target met")
-    seeds[1]["defaults"]["ap"]["a"] = 0.5
-    assert bench_score.paired_note("demo", ["a", "b"], seeds).endswith(
-        "gain of the means +0.075 against the larger spread 0.100: target not met")

@@ -12,7 +12,7 @@ TASKS = ["skirt_length_labels", "collar_design_labels"]
 
 def test_demo_end_to_end_writes_a_valid_scored_submission_and_reruns(tmp_path):
     work = tmp_path / "demo"
-    kw = dict(tasks=TASKS, train_per_class=6, test_per_class=2, tta="flip",
+    kw = dict(tasks=TASKS, train_per_class=6, test_per_class=2, tta="flip", members=2,
               train_overrides={"epochs": 1, "data_shape": 32, "batch_size": 8, "warmup_epochs": 0})
     result = run_demo(work, **kw)
     questions = work / "data" / "rank" / "Tests" / "question.csv"

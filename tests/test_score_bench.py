@@ -56,10 +56,13 @@ def test_recipes_epochs_are_multiples_of_the_tutorials(bench_score):
     recipes = bench_score.RECIPES
     assert bench_score.recipe_changes(recipes["tutorial"], {})["epochs"] == 25
     assert bench_score.recipe_changes(recipes["defaults-x2"], {})["epochs"] == 50
-    assert "epochs" not in bench_score.recipe_changes(recipes["defaults"], {})
-    assert bench_score.recipe_changes(recipes["shared-x1.4"], {"epochs": 5})["epochs"] == 7
-    assert bench_score.recipe_changes(recipes["defaults"], {"epochs": 5})["epochs"] == 5
+    assert bench_score.recipe_changes(recipes["demo-ensemble-x0.68"], {})["epochs"] == 17
+    assert "epochs" not in bench_score.recipe_changes(recipes["demo"], {})
+    assert bench_score.recipe_changes(recipes["demo-x1.2"], {"epochs": 5})["epochs"] == 6
+    assert bench_score.recipe_changes(recipes["demo"], {"epochs": 5})["epochs"] == 5
     assert bench_score.recipe_changes(recipes["tutorial"], {})["crop_ratio"] == 0.875
+    assert bench_score.recipe_changes(recipes["demo+moving-crop-x1.12"], {})["augment"] == "imagenet"
+    assert bench_score.recipe_changes(recipes["demo+moving-crop-x1.12"], {})["epochs"] == 28
 
 
 def test_layouts_split_the_tasks_as_the_demo_does(bench_score):

@@ -142,9 +142,9 @@ class TrainConfig:
         about 5 minutes on 2 CPU cores. mobilenet0.25 at 64 px trains ~15x faster than
         cifar_resnet20_v1 at 64 px here (1200 vs 63 img/s compute) and, given 25 epochs, learns the
         demo classes better (skirt / collar / neckline val acc 0.59 / 0.86 / 0.78 at 80 images per
-        class, chance 0.17 / 0.2 / 0.1). Augmentation: the defaults (`crop`, colour jitter 0.2);
-        with `--augment imagenet`, crops keep >= 60% of the image (the length classes are about
-        where a hem ends, which small crops would cut away)."""
+        class, chance 0.17 / 0.2 / 0.1). `--augment imagenet` crops keep >= 60% of the image (the
+        length classes are about where a hem ends, which small crops would cut away); on the shop
+        data they paid off only over more epochs than the tutorial's 25 (docs/score.md)."""
         preset = dict(
             task=task, prepared=str(prepared), out=str(out), name="demo", model="mobilenet0.25",
             data_shape=64, pretrained="none", devices="first", workers=0, epochs=25, batch_size=32,
