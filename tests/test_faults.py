@@ -289,3 +289,31 @@ def test_pack_with_some_tasks_empty_says_which_tasks_to_pack(prepared_data, tmp_
         pack.pack(root, f"{TASK},{empty}", short_side=40, threads=2)
     assert f"{empty}" in str(err.value) and "no images" in str(err.value)
     assert str(err.value).endswith(f"fashionai pack --prepared {root} --tasks {TASK}")
+
+
+def test_a_forked_worker_dies_of_sigterm_at_once():
+    """The command turns SIGTERM into `Terminated`; its forked workers (loader and prepare pools)
+    get the default action back. A Python handler runs only in a process's main thread, so a pool
+    worker waiting on its queue's lock while the signal landed on its other thread never ended,
+    and `Pool.terminate` waited on it forever. Here a forked child blocked on a lock is SIGTERMed
+    and must end by the signal."""
+    import multiprocessing
+
+    from fashionai.core.errors import install_sigterm, raise_terminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    install_sigterm()
+    try:
+        context = multiprocessing.get_context("fork")
+        lock = context.Lock()
+        lock.acquire()
+        child = context.Process(target=lock.acquire)  # waits on the lock, as a pool worker on its queue
+        child.start()
+        child.join(0.5)
+        assert child.is_alive()
+        child.terminate()
+        child.join(30)
+        assert child.exitcode == -signal.SIGTERM  # the signal's default action, not a Python handler
+        assert signal.getsignal(signal.SIGTERM) is raise_terminated  # the command keeps its own
+    finally:
+        signal.signal(signal.SIGTERM, before)
