@@ -218,18 +218,14 @@ def member_runs_of(recipe: Recipe, layout: str, prepared: Path, work: Path, task
     """(run per task, training seconds) of one ensemble member on one seed: its nets laid out as
     `layout` (LAYOUTS)."""
     from fashionai.core.tasks import expand_tasks
-    from fashionai.training.config import TrainConfig
+    from fashionai.pipeline.demo import group_config
 
     common_kw = dict(recipe_changes(recipe, changes), name=name, seed=seed)
     design = set(expand_tasks("design"))
     runs, seconds = [], 0.0
     for group in layout_groups(layout, tasks):
         extra = recipe.design if design.issuperset(group) else {}
-        if len(group) > 1:
-            group_runs, took = train(TrainConfig.demo("", prepared, work / "runs", tasks=",".join(group),
-                                                      **{**common_kw, **extra}))
-        else:
-            group_runs, took = train(TrainConfig.demo(group[0], prepared, work / "runs", **{**common_kw, **extra}))
+        group_runs, took = train(group_config(group, prepared, work / "runs", **{**common_kw, **extra}))
         runs += group_runs
         seconds += took
     return runs, seconds

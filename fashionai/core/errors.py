@@ -42,27 +42,23 @@ def raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 def install_sigterm() -> None:
     """Make SIGTERM end the command the way Ctrl-C does (`Terminated`); a forked child (a loader's
-    or prepare's worker process) gets the default action back. A Python handler runs only in a
-    process's main thread: a loader worker waiting on its task queue's lock while the SIGTERM of
-    `Pool.terminate` landed on its other thread never ran it, and the command waited on that worker
-    forever (seen once in the test suite, at a DataLoader's end)."""
-    global _AT_FORK_REGISTERED
+    or prepare's worker process) gets the default action back (`default_sigterm`)."""
     signal.signal(signal.SIGTERM, raise_terminated)
-    if not _AT_FORK_REGISTERED:
-        os.register_at_fork(after_in_child=default_sigterm)
-        _AT_FORK_REGISTERED = True
-
-
-_AT_FORK_REGISTERED = False
 
 
 def default_sigterm() -> None:
-    """SIGTERM's default action (the process ends at once), where `raise_terminated` was set."""
+    """SIGTERM's default action (the process ends at once), where `raise_terminated` was set. A
+    Python handler runs only in a process's main thread: a loader worker waiting on its task
+    queue's lock while the SIGTERM of `Pool.terminate` landed on its other thread never ran it, and
+    the command waited on that worker forever (seen once in the test suite, at a DataLoader's end)."""
     if signal.getsignal(signal.SIGTERM) is raise_terminated:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         except ValueError:  # not this interpreter's main thread: nothing to restore from here
             pass
+
+
+os.register_at_fork(after_in_child=default_sigterm)  # a no-op where install_sigterm was not called
 
 
 def os_error_line(err: OSError) -> str:

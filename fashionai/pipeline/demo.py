@@ -96,14 +96,19 @@ def training_groups(names: Sequence[str], shared: bool) -> list[list[str]]:
     return [g for g in groups if len(g) > 1] + [[t] for g in groups if len(g) == 1 for t in g]
 
 
+def group_config(group: Sequence[str], prepared: str | Path, out: str | Path, **changes: Any) -> TrainConfig:
+    """The demo preset for one net: one task's, or a shared net's over `group` (`--tasks`)."""
+    if len(group) == 1:
+        return TrainConfig.demo(group[0], prepared, out, **changes)
+    return TrainConfig.demo("", prepared, out, tasks=",".join(group), **changes)
+
+
 def train_group(group: Sequence[str], workdir: Path, seed: int, overrides: dict[str, Any]) -> dict[str, Path]:
     """{task: run dir} of one net trained with the demo preset: one task's run, or a shared net's
     split into one ordinary run per task (`fashionai train --tasks`)."""
-    prepared, out = workdir / "prepared", workdir / "runs"
-    if len(group) == 1:
-        return {group[0]: fit(TrainConfig.demo(group[0], prepared, out, seed=seed, **overrides))}
-    run = fit(TrainConfig.demo("", prepared, out, tasks=",".join(group), seed=seed, **overrides))
-    return {task: out / task / run.name for task in group}
+    out = workdir / "runs"
+    run = fit(group_config(group, workdir / "prepared", out, seed=seed, **overrides))
+    return {group[0]: run} if len(group) == 1 else {task: out / task / run.name for task in group}
 
 
 def run_demo(
